@@ -1,0 +1,39 @@
+"A real Ctrl-C (SIGINT) in the middle of an epoch, in another process: teardown runs, the next fit works."
+import os, signal, subprocess, sys, textwrap, time
+
+SCRIPT = textwrap.dedent('''
+    import sys, time, torch
+    from torch import nn
+    from fastcb.all import *
+
+    class Slow(Callback):
+        "Announce the first training batch, then slow the loop so the signal lands mid-epoch."
+        def after_batch(self):
+            if self.training and self.iter == 1: print('READY', flush=True)
+            time.sleep(0.01)
+    class Cleanup(Callback):
+        def cleanup_fit(self): print('CLEANUP', flush=True)
+
+    learn = Learner(digits_dls(bs=16, flat=True), nn.Linear(64, 10), cbs=Cleanup())
+    with learn.no_logging():
+        try: learn.fit(3, cbs=Slow())
+        except KeyboardInterrupt as e:
+            print('INTERRUPTED', e.__notes__[-1], flush=True)
+        assert not learn.training and all(type(c).__name__ != 'Slow' for c in learn.cbs)
+        assert all(p.grad is None for p in learn.model.parameters())
+        learn.fit(1)
+    print('RESUMED', len(learn.recorder.values), flush=True)
+''')
+
+def test_sigint_mid_epoch_leaves_learner_usable(tmp_path):
+    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == 'READY', line + proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == 'CLEANUP'
+    assert lines[1].startswith('INTERRUPTED fastcb: stopped in epoch 0, training batch'), lines
+    assert lines[-1] == 'RESUMED 1'
