@@ -4,7 +4,7 @@ nbdev_readme needs Quarto, which this project cannot install, so this small scri
 the notebook is executed with nbclient, so the outputs in the README are real and current.
     python docs/make_readme.py [--no-exec]
 """
-import json, re, sys
+import json, os, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,9 @@ def output_text(out):
     if out['output_type'] == 'stream': return ''.join(out['text'])
     data = out.get('data', {})
     if 'text/markdown' in data: return None   # rendered below as markdown
-    if 'text/plain' in data: return ''.join(data['text/plain'])
+    plain = ''.join(data.get('text/plain', ''))
+    if plain.startswith('<IPython.core.display'): return ''   # a rich object with no text form
+    if plain: return plain
     return ''
 
 def render(nb):
@@ -46,6 +48,7 @@ def execute(nb):
     return nb
 
 def main(run=True):
+    os.environ['FASTCB_PROGRESS'] = 'plain'   # the README shows the plain log, not HTML progress bars
     nb = json.loads((ROOT / 'nbs' / 'index.ipynb').read_text())
     if run: nb = json.loads(json.dumps(execute(nb)))
     text = "<!-- Generated from nbs/index.ipynb by docs/make_readme.py: edit the notebook, not this file. -->\n\n" + render(nb)

@@ -5,10 +5,13 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #808d616f
+# %% ../nbs/99_all.ipynb #227b0165
 from .callback.core import *
 from .learner import *
 from .recorder import *
+from .metrics import *
+from .callback.progress import *
 from .data import *
-import fastcb.callback.core as _core, fastcb.learner as _learner, fastcb.recorder as _recorder, fastcb.data as _data
-__all__ = [n for _m in (_core, _learner, _recorder, _data) for n in _m.__all__]
+import fastcb.callback.core as _core, fastcb.learner as _learner, fastcb.recorder as _recorder, fastcb.metrics as _metrics
+import fastcb.callback.progress as _progress, fastcb.data as _data
+__all__ = [n for _m in (_core, _learner, _recorder, _metrics, _progress, _data) for n in _m.__all__]
