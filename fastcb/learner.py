@@ -14,8 +14,8 @@ from .recorder import Recorder, mk_metric
 from .callback.progress import ProgressCallback
 
 # %% auto #0
-__all__ = ['default_callbacks', 'default_device', 'to_device', 'TrainEvalCallback', 'print_row', 'Learner', 'loss_activation',
-           'loss_decodes', 'GatherPredsCallback']
+__all__ = ['default_callbacks', 'default_device', 'to_device', 'TrainEvalCallback', 'print_row', 'Learner', 'expand_per_group',
+           'loss_activation', 'loss_decodes', 'GatherPredsCallback']
 
 # %% ../nbs/01_learner.ipynb #82c02701
 def default_device() -> torch.device:
@@ -404,22 +404,38 @@ def _teardown(self, error):
 
 # %% ../nbs/01_learner.ipynb #5c933b48
 @patch_to(Learner)
+def param_groups(self) -> list[list]:
+    "The model's parameters split into groups by `splitter` (one group if there is none)."
+    if self.splitter is None: return [list(self.model.parameters())]
+    return [list(g['params']) if isinstance(g, dict) else list(g) for g in self.splitter(self.model)]
+
+@patch_to(Learner)
 def create_opt(self):
     "Create the optimizer with `opt_func` over the parameter groups that `splitter` returns (one group by default)."
-    groups = self.splitter(self.model) if self.splitter is not None else [list(self.model.parameters())]
-    groups = [{'params': list(g)} if not isinstance(g, dict) else g for g in groups]
+    groups = self.param_groups()
+    lrs = expand_per_group(self.lr, len(groups), 'lr')
     kw = {} if self.wd is None else {'weight_decay': self.wd}
-    self.opt = self.opt_func(groups, lr=self.lr, **kw)
+    self.opt = self.opt_func([{'params': g, 'lr': lr} for g, lr in zip(groups, lrs)], lr=lrs[-1], **kw)
     return self.opt
+
+def expand_per_group(val, n_groups:int, key:str='lr') -> list:
+    "One value per parameter group from `val`: a number, a list of `n_groups` numbers, or a `slice` spread geometrically."
+    if isinstance(val, slice):
+        if val.stop is None: raise ValueError(f"{key}=slice(...) needs a stop value")
+        if val.start is None: return [val.stop / 10] * (n_groups - 1) + [val.stop]
+        if n_groups == 1: return [val.stop]
+        ratio = (val.stop / val.start) ** (1 / (n_groups - 1))
+        return [val.start * ratio ** i for i in range(n_groups)]
+    vals = list(val) if isinstance(val, (list, tuple)) else [val] * n_groups
+    if len(vals) != n_groups:
+        raise ValueError(f"{key} has {len(vals)} values but the optimizer has {n_groups} parameter groups")
+    return vals
 
 @patch_to(Learner)
 def _set_hyper(self, key:str, val):
-    "Set hyper-parameter `key` of every parameter group to `val` (a number, or one per group)."
+    "Set hyper-parameter `key` of every parameter group to `val` (a number, one per group, or a `slice`)."
     groups = self.opt.param_groups
-    vals = list(val) if isinstance(val, (list, tuple)) else [val] * len(groups)
-    if len(vals) != len(groups):
-        raise ValueError(f"{key} has {len(vals)} values but the optimizer has {len(groups)} parameter groups")
-    for g, v in zip(groups, vals): g[key] = v
+    for g, v in zip(groups, expand_per_group(val, len(groups), key)): g[key] = v
 
 @patch_to(Learner)
 def _check_fit_args(self, n_epoch, start_epoch):
@@ -447,7 +463,32 @@ def fit(self, n_epoch:int, lr=None, wd=None, cbs=None, reset_opt:bool=False, sta
             with self._loop(): self._with_events(self._do_fit, 'fit', CancelFitException)
         finally: self._fit_depth -= 1
 
-# %% ../nbs/01_learner.ipynb #798d9bd1
+# %% ../nbs/01_learner.ipynb #120ee091
+_bn_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+
+@patch_to(Learner)
+def freeze_to(self, n:int, train_bn:bool=True):
+    "Train only the parameter groups from `n` on (negative counts from the end); normalisation layers train if `train_bn`."
+    groups = self.param_groups()
+    if n < 0: n = len(groups) + n
+    if not 0 <= n <= len(groups): raise ValueError(f"freeze_to({n}): the model has {len(groups)} parameter groups")
+    bn_params = {id(p) for m in self.model.modules() if isinstance(m, _bn_types) for p in m.parameters(recurse=False)} if train_bn else set()
+    for i, g in enumerate(groups):
+        for p in g: p.requires_grad_(i >= n or id(p) in bn_params)
+    if self.opt is None: self.create_opt()
+    return self
+
+@patch_to(Learner)
+def freeze(self, train_bn:bool=True):
+    "Train only the last parameter group (the head)."
+    return self.freeze_to(-1, train_bn)
+
+@patch_to(Learner)
+def unfreeze(self):
+    "Train every parameter group."
+    return self.freeze_to(0)
+
+# %% ../nbs/01_learner.ipynb #2672b17d
 _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('before_epoch', 2), ('Start Train', 2),
     ('before_train', 3), ('Start Batch Loop', 3), ('before_batch', 4), ('after_pred', 4), ('after_loss', 4),
     ('before_backward', 4), ('after_cancel_backward', 4), ('after_backward', 4), ('before_step', 4),
@@ -470,7 +511,7 @@ def show_training_loop(self):
         names = ', '.join(type(h.__self__).__name__ for h in table[ev])
         print(f"{pad}- {ev:<22}: [{names}]")
 
-# %% ../nbs/01_learner.ipynb #c4a5735c
+# %% ../nbs/01_learner.ipynb #78230093
 def loss_activation(loss_func):
     "The activation that turns the model's raw output into predictions for `loss_func`."
     if hasattr(loss_func, 'activation'): return loss_func.activation
@@ -512,7 +553,7 @@ def _per_item_loss(loss_func, pred, yb):
     finally: loss_func.reduction = old
     return l.reshape(len(pred), -1).mean(1) if l.dim() > 1 else l
 
-# %% ../nbs/01_learner.ipynb #0e6b47b5
+# %% ../nbs/01_learner.ipynb #9b6eb78c
 @patch_to(Learner)
 def _eval_loader(self, ds_idx, dl):
     dl = self.dls[ds_idx] if dl is None else dl
@@ -556,7 +597,7 @@ def predict(self, item, act=None):
     label = vocab[int(dec)] if vocab is not None and dec.numel() == 1 else dec
     return label, dec, pred
 
-# %% ../nbs/01_learner.ipynb #b2a3775d
+# %% ../nbs/01_learner.ipynb #33caef53
 @patch_to(Learner)
 def _ckpt_path(self, file) -> Path:
     p = Path(file)
