@@ -95,7 +95,7 @@ class Learner:
         self._training, self._loop_depth, self._fit_depth, self._handlers = False, 0, 0, {}
         self.epoch = self.iter = self.train_iter = 0
         self.n_iter, self.pct_train, self.loss, self.pred, self.xb, self.yb = 0, 0., None, None, (), ()
-        self._move_batch, self._n_inp = self.device.type != 'cpu', getattr(dls, 'n_inp', 1)
+        self._move_batch, self._n_inp, self._phase = self.device.type != 'cpu', getattr(dls, 'n_inp', 1), None
         self.metrics = metrics
         self._dispatch_changed()
         if default_cbs: self.add_cbs([cb() for cb in default_callbacks])
@@ -323,7 +323,7 @@ def all_batches(self):
 
 @patch_to(Learner)
 def _do_epoch_train(self):
-    self.dl = self.dls.train
+    self.dl, self._phase = self.dls.train, 'training'
     self.n_iter = len(self.dl)
     self.training = True
     self._with_events(self.all_batches, 'train', CancelTrainException)
@@ -332,7 +332,7 @@ def _do_epoch_train(self):
 def _do_epoch_validate(self, ds_idx:int=1, dl=None):
     if dl is None: dl = self.dls[ds_idx]
     if dl is None or _is_empty(dl): return
-    self.dl = dl
+    self.dl, self._phase = dl, 'validation'
     self.n_iter = len(dl)
     self.training = False
     with torch.no_grad(): self._with_events(self.all_batches, 'validate', CancelValidException)
@@ -355,8 +355,8 @@ def _do_fit(self):
 def _where(self) -> str:
     "Where in training we are, for error notes."
     if self._loop_depth == 0: return ''
-    part = 'training' if self.training else 'validation'
-    return f"fastcb: stopped in epoch {self.epoch}, {part} batch {self.iter}"
+    if self._phase is None: return "fastcb: stopped before the first batch"
+    return f"fastcb: stopped in epoch {self.epoch}, {self._phase} batch {self.iter}"
 
 def _misplaced_cancel_note(e) -> str:
     origin = getattr(e, '_fastcb_origin', 'a callback')
@@ -370,6 +370,7 @@ def _loop(self):
     outer = self._loop_depth == 0
     saved = (self._training, getattr(self, 'dl', None))
     if outer:
+        self._phase = None   # no batch yet
         self._move_batch = self.device.type != 'cpu'
         self._n_inp = getattr(self.dls, 'n_inp', 1)
     self._loop_depth += 1
@@ -511,7 +512,7 @@ def show_training_loop(self):
         names = ', '.join(type(h.__self__).__name__ for h in table[ev])
         print(f"{pad}- {ev:<22}: [{names}]")
 
-# %% ../nbs/01_learner.ipynb #78230093
+# %% ../nbs/01_learner.ipynb #51aaac78
 def loss_activation(loss_func):
     "The activation that turns the model's raw output into predictions for `loss_func`."
     if hasattr(loss_func, 'activation'): return loss_func.activation
@@ -553,7 +554,7 @@ def _per_item_loss(loss_func, pred, yb):
     finally: loss_func.reduction = old
     return l.reshape(len(pred), -1).mean(1) if l.dim() > 1 else l
 
-# %% ../nbs/01_learner.ipynb #9b6eb78c
+# %% ../nbs/01_learner.ipynb #ac15e990
 @patch_to(Learner)
 def _eval_loader(self, ds_idx, dl):
     dl = self.dls[ds_idx] if dl is None else dl
@@ -597,7 +598,7 @@ def predict(self, item, act=None):
     label = vocab[int(dec)] if vocab is not None and dec.numel() == 1 else dec
     return label, dec, pred
 
-# %% ../nbs/01_learner.ipynb #33caef53
+# %% ../nbs/01_learner.ipynb #fea113f6
 @patch_to(Learner)
 def _ckpt_path(self, file) -> Path:
     p = Path(file)

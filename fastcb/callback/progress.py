@@ -148,20 +148,20 @@ class CSVLogger(Callback):
 
     def before_fit(self):
         if not hasattr(self.learn, 'recorder'): raise ValueError("CSVLogger needs the Recorder callback on the learner")
-        self.path = Path(self.learn.path) / self.fname
-        try: self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(self.learn.path) / self.fname
+        try: self.log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OSError(f"CSVLogger cannot create the folder {self.path.parent} for its log ({e.strerror}): "
+            raise OSError(f"CSVLogger cannot create the folder {self.log_path.parent} for its log ({e.strerror}): "
                           "pass a fname in a writable place") from None
         header = ','.join(self.learn.recorder.metric_names)
         write_header = True
-        if self.append and self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open() as f: first = f.readline().rstrip('\n')
+        if self.append and self.log_path.exists() and self.log_path.stat().st_size > 0:
+            with self.log_path.open() as f: first = f.readline().rstrip('\n')
             if first != header:
-                raise ValueError(f"CSVLogger: {self.path} has the columns {first!r}, but this fit logs {header!r}. "
+                raise ValueError(f"CSVLogger: {self.log_path} has the columns {first!r}, but this fit logs {header!r}. "
                                  "Use another file, or append=False to overwrite it.")
             write_header = False
-        self.file = self.path.open('a' if self.append else 'w')
+        self.file = self.log_path.open('a' if self.append else 'w')
         if write_header: self.file.write(header + '\n'); self.file.flush()
 
     def after_epoch(self):
@@ -173,4 +173,4 @@ class CSVLogger(Callback):
 
     def read_log(self) -> list[dict]:
         "The rows written so far, as dicts keyed by column name."
-        with self.path.open() as f: return list(csv.DictReader(f))
+        with self.log_path.open() as f: return list(csv.DictReader(f))
