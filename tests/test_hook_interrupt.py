@@ -1,0 +1,39 @@
+"A real Ctrl-C (SIGINT) in the middle of an epoch, in another process: the hooks of ActivationStats are removed, the next fit works."
+import signal, subprocess, sys, textwrap
+
+SCRIPT = textwrap.dedent('''
+    import time, torch
+    from torch import nn
+    from fastcb.all import *
+    from fastcb.callback.hook import ActivationStats
+
+    def no_hooks(model):
+        return all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+    class Slow(Callback):
+        "Announce the first training batches, then slow the loop so the signal lands mid-epoch."
+        def after_batch(self):
+            if self.training and self.iter == 1: print('READY', flush=True)
+            time.sleep(0.01)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
+    learn = Learner(digits_dls(bs=16), model, cbs=ActivationStats(with_hist=True))
+    with learn.no_logging():
+        try: learn.fit(3, cbs=Slow())
+        except KeyboardInterrupt: print('INTERRUPTED', no_hooks(model), len(learn.activation_stats.stats) >= 2, flush=True)
+        learn.fit(1)
+    print('RESUMED', no_hooks(model), len(learn.activation_stats.stats) == len(learn.dls.train), flush=True)
+''')
+
+def test_sigint_removes_activation_stats_hooks(tmp_path):
+    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == 'READY', line + proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == 'INTERRUPTED True True', lines
+    assert lines[-1] == 'RESUMED True True', lines
