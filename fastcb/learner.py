@@ -51,14 +51,14 @@ class TrainEvalCallback(Callback):
 
     def before_train(self):
         learn = self.learn
-        learn.pct_train = learn.epoch / learn.n_epoch
+        learn.pct_train = self._pct_start = learn.epoch / learn.n_epoch
         self._pct_step = 1. / (learn.n_iter * learn.n_epoch)
         learn.model.train()
         learn.training = True
 
     def after_batch(self):
         learn = self.learn
-        learn.pct_train += self._pct_step
+        learn.pct_train = self._pct_start + (learn.iter + 1) * self._pct_step   # no drift from adding up steps
         learn.train_iter += 1
 
     def before_validate(self):
