@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch and torchvision come from the machine's wheel store; pinning them avoids a multi-GB download.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# Notebooks run two at a time on a 2-core machine: one thread each, or torch's threads fight over the cores
+# (seen here: a tutorial took 3.5 min with 2 threads each under load, 36 s with 1).
+nbtest pytest docs docs-test: export OMP_NUM_THREADS := 1
 
-.PHONY: venv demo test check-export nbtest pytest readme bench clean
+.PHONY: venv demo test check-export nbtest pytest readme docs preview docs-test bench clean
 
 venv: $(STAMP)
 
@@ -35,16 +38,33 @@ check-export: venv
 nbtest: venv
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
+# The browser test needs the built site: `docs-test` runs it after `docs`.
 pytest: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/test_docs_browser.py
 
 readme: venv
 	$(BIN)/python docs/make_readme.py
 
-test: check-export nbtest pytest
+# The documentation site, offline, into _docs/: notebooks executed afresh, nbdev's processing, Sphinx (-W).
+# See docs/build_docs.py. nbdev_docs/nbdev_preview/nbdev_prepare need Quarto, which cannot be installed here.
+docs: venv
+	$(BIN)/python docs/build_docs.py
 
+# Serve the built site on http://127.0.0.1:$(PORT)/ (builds it first if there is none).
+PORT ?= 8000
+preview: venv
+	test -f _docs/index.html || $(MAKE) docs
+	$(BIN)/python -m http.server --bind 127.0.0.1 --directory _docs $(PORT)
+
+# The built site in Chromium (Debian's /usr/bin/chromium; .ci/run installs it): screenshots go to screenshots/.
+docs-test: venv
+	FASTCB_DOCS_REQUIRED=1 $(BIN)/python -m pytest -q tests/test_docs_browser.py
+
+test: check-export nbtest pytest docs docs-test
+
+# Benchmarks (never timed tests): prints markdown tables, writes bench/results/*.json. GPU part: bench/gpu.py on a GPU.
 bench: venv
-	$(BIN)/python bench/overhead.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) _docs _proc .export-check *.egg-info
+	rm -rf $(VENV) _docs _proc _docs_build screenshots .export-check *.egg-info

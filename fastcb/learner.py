@@ -327,6 +327,7 @@ def _do_epoch_train(self):
     self.n_iter = len(self.dl)
     self.training = True
     self._with_events(self.all_batches, 'train', CancelTrainException)
+    self._phase = 'training done'
 
 @patch_to(Learner)
 def _do_epoch_validate(self, ds_idx:int=1, dl=None):
@@ -336,6 +337,7 @@ def _do_epoch_validate(self, ds_idx:int=1, dl=None):
     self.n_iter = len(dl)
     self.training = False
     with torch.no_grad(): self._with_events(self.all_batches, 'validate', CancelValidException)
+    self._phase = 'validation done'
 
 def _is_empty(dl) -> bool: return hasattr(dl, '__len__') and len(dl) == 0
 
@@ -356,6 +358,8 @@ def _where(self) -> str:
     "Where in training we are, for error notes."
     if self._loop_depth == 0: return ''
     if self._phase is None: return "fastcb: stopped before the first batch"
+    if self._phase.endswith(' done'):
+        return f"fastcb: stopped in epoch {self.epoch}, after its {self._phase.removesuffix(' done')} batches"
     return f"fastcb: stopped in epoch {self.epoch}, {self._phase} batch {self.iter}"
 
 def _misplaced_cancel_note(e) -> str:
@@ -602,7 +606,7 @@ def predict(self, item, act=None):
 @patch_to(Learner)
 def _ckpt_path(self, file) -> Path:
     p = Path(file)
-    if not p.is_absolute() and p.parent == Path('.'): p = self.path / self.model_dir / p
+    if not p.is_absolute() and p.parent == Path('.'): p = Path(self.path) / self.model_dir / p
     return p if p.suffix else p.with_suffix('.pth')
 
 @patch_to(Learner)

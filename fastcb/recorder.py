@@ -179,7 +179,7 @@ class Recorder(Callback):
 
     def _new_epoch(self):
         self._start, self._epoch_first = time.perf_counter(), len(self._batch_sizes)
-        self.last_valid, self._train_started = None, False
+        self.last_valid, self._train_started, self._train_vals = None, False, None
 
     # Also called at the end of before_fit and after_epoch, in case an earlier callback cancels before_epoch.
     def before_epoch(self): self._new_epoch()
@@ -189,6 +189,10 @@ class Recorder(Callback):
     def before_train(self):
         self._train_mets, self._train_started = self._mets(True), True
         for m in self._train_mets: m.reset()
+
+    def after_train(self):
+        # The same metric objects are reset for validation: keep their training values (still on the device).
+        if self._train_started and self.train_metrics: self._train_vals = [m.value for m in self._train_mets]
 
     def before_validate(self):
         self._valid_mets, self._valid_started = self._mets(False), True
@@ -233,8 +237,7 @@ class Recorder(Callback):
         n_valid = 1 + (len(self.metrics) if self.valid_metrics else 0)
         valid = self.last_valid if self.last_valid is not None else [None] * n_valid
         row += [valid[0]]
-        if self.train_metrics:
-            row += _to_floats([m.value for m in self.metrics]) if self._train_started else [None] * len(self.metrics)
+        if self.train_metrics: row += _to_floats(self._train_vals) if self._train_vals else [None] * len(self.metrics)
         row += valid[1:]
         self.values.append(row)
         self.log = [self.learn.epoch] + row + ([_fmt_time(time.perf_counter() - self._start)] if self.add_time else [])

@@ -13,7 +13,7 @@ from .core import Callback, patch_to
 __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'has_params', 'flatten_model', 'dummy_eval', 'model_sizes',
            'num_features_model', 'HookCallback', 'ActivationStats']
 
-# %% ../../nbs/08_callback.hook.ipynb #3e1e1265
+# %% ../../nbs/08_callback.hook.ipynb #c466fe8f
 def _detach(o, cpu:bool=False):
     "Detach the tensors in `o` (nested tuples, lists, dicts), moving them to the CPU if `cpu`."
     if isinstance(o, torch.Tensor):
@@ -50,7 +50,7 @@ class Hook:
         kind = 'forward' if self.is_forward else 'backward'
         return f"Hook({kind}, {type(self.module).__name__}{', removed' if self.removed else ''})"
 
-# %% ../../nbs/08_callback.hook.ipynb #f0541703
+# %% ../../nbs/08_callback.hook.ipynb #2b2019cb
 class Hooks:
     "A `Hook` with `hook_func` on each module of `ms`; `stored` lists their results."
     def __init__(self, ms, hook_func, is_forward:bool=True, detach:bool=True, cpu:bool=False):
@@ -86,7 +86,7 @@ class Hooks:
     def __exit__(self, *args): self.remove()
     def __repr__(self): return f"Hooks({len(self)} {'forward' if not self.hooks or self.hooks[0].is_forward else 'backward'} hooks)"
 
-# %% ../../nbs/08_callback.hook.ipynb #2f7c2dc3
+# %% ../../nbs/08_callback.hook.ipynb #3fa56264
 def _hook_inner(m, i, o): return o if isinstance(o, torch.Tensor) or isinstance(o, list) else list(o)
 
 def hook_output(module:nn.Module, detach:bool=True, cpu:bool=False, grad:bool=False) -> Hook:
@@ -97,7 +97,7 @@ def hook_outputs(modules, detach:bool=True, cpu:bool=False, grad:bool=False) -> 
     "`Hooks` that keep the output (the gradient if `grad`) of each of `modules`."
     return Hooks(modules, _hook_inner, is_forward=not grad, detach=detach, cpu=cpu)
 
-# %% ../../nbs/08_callback.hook.ipynb #d8e2635b
+# %% ../../nbs/08_callback.hook.ipynb #dff20709
 def has_params(m:nn.Module) -> bool:
     "Does `m` (or one of its children) have parameters?"
     return next(m.parameters(), None) is not None
@@ -133,7 +133,7 @@ def num_features_model(m:nn.Module, size=(64, 64), ch_in:int|None=None) -> int:
     "Number of output channels (features) of `m` on one input of spatial `size`."
     return model_sizes(m, size, ch_in)[-1][1]
 
-# %% ../../nbs/08_callback.hook.ipynb #16089a62
+# %% ../../nbs/08_callback.hook.ipynb #54491d69
 class HookCallback(Callback):
     "Register `self.hook` on `modules` (default: leaf modules with parameters) during each `fit`; remove them however it ends."
     train_only = False   # subclasses: True to run the hooks on training batches only
@@ -183,7 +183,7 @@ class HookCallback(Callback):
 
     def cleanup_fit(self): self._remove()
 
-# %% ../../nbs/08_callback.hook.ipynb #d47aef06
+# %% ../../nbs/08_callback.hook.ipynb #d05ca988
 def _first_tensor(o):
     "The first tensor in `o` (a tensor, or nested tuples/lists such as an RNN's output), or `None`."
     if isinstance(o, torch.Tensor): return o
@@ -284,7 +284,7 @@ class ActivationStats(HookCallback):
         "Histograms of layer `idx` as a `(bins, records)` image, `log1p` of the counts (the 'colorful dimension')."
         return self.hists[:, self._check_idx(idx)].t().float().log1p()
 
-# %% ../../nbs/08_callback.hook.ipynb #bab51367
+# %% ../../nbs/08_callback.hook.ipynb #af4547df
 def _plt():
     import matplotlib.pyplot as plt
     return plt
@@ -300,7 +300,7 @@ def plot_layer_stats(self, idx:int, figsize=(12, 3)):
         ax.set_xlabel('recorded batches')
     return axs
 
-# %% ../../nbs/08_callback.hook.ipynb #0eb41aa6
+# %% ../../nbs/08_callback.hook.ipynb #99d2b6d3
 @patch_to(ActivationStats)
 def color_dim(self, idx:int, figsize=(10, 5), ax=None):
     "The 'colorful dimension' plot of layer `idx`: its histograms over the recorded batches (needs `with_hist=True`)."

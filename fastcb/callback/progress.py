@@ -56,8 +56,7 @@ class ProgressCallback(Callback):
             self.run_train = self.run_valid = False   # out of the per-batch tables until cleanup
             return
         master_cls, self._bar_cls = _bar_classes(self.active_mode)
-        self.mbar = master_cls(list(range(self.learn.start_epoch, self.learn.n_epoch)))
-        self.mbar.on_iter_begin()
+        self.mbar = master_cls(list(range(self.learn.start_epoch, self.learn.n_epoch)))   # shown by its first update
         if self.learn.logger is not noop:
             self.old_logger, self.learn.logger = self.learn.logger, self._write_row
         self._next_refresh, self._host, self._event, self._shown = 0., None, None, None
@@ -108,6 +107,7 @@ class ProgressCallback(Callback):
     after_train = after_validate = _end_bar
 
     def after_fit(self):
+        self._end_bar()   # a fit stopped by CancelFitException mid-epoch: close the bar normally, it was not an error
         if self.mbar is not None: self.mbar.on_iter_end()
 
     def cleanup_fit(self):
@@ -118,7 +118,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #af8a1db2
+# %% ../../nbs/04_callback.progress.ipynb #0c9524c1
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -139,7 +139,7 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #52e4d992
+# %% ../../nbs/04_callback.progress.ipynb #e669ea34
 class CSVLogger(Callback):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     order, rank0_only = 61, True

@@ -130,7 +130,7 @@ class SchedPoly(Schedule):
         return lambda pos: s + d * pos ** p
     def __repr__(self): return f"SchedPoly({self.start!r}, {self.end!r}, {self.power!r})"
 
-# %% ../../nbs/05_callback.schedule.ipynb #e6aa0244
+# %% ../../nbs/05_callback.schedule.ipynb #d4a3a174
 class CombinedSchedule:
     "The schedules `scheds` run one after the other over the fractions `pcts` of training (see `combine_scheds`)."
     def __init__(self, pcts, scheds):
@@ -197,7 +197,7 @@ def combined_cos(pct:float, start, middle, end) -> CombinedSchedule:
     "Cosine annealing from `start` to `middle` over the fraction `pct`, then from `middle` to `end`."
     return combine_scheds([pct, 1 - pct], [SchedCos(start, middle), SchedCos(middle, end)])
 
-# %% ../../nbs/05_callback.schedule.ipynb #a1da72e3
+# %% ../../nbs/05_callback.schedule.ipynb #172201cb
 def _opt_key(name:str, group:dict, opt) -> tuple:
     "The parameter-group key (and index inside a tuple) of hyper-parameter `name` for optimizer `opt`."
     opt_name = type(opt).__name__
@@ -245,7 +245,7 @@ def _setter(groups:list, key:str, idx, fns):
                 t = list(g[key]); t[idx] = f(pos); g[key] = tuple(t)
     return set_
 
-# %% ../../nbs/05_callback.schedule.ipynb #172201cb
+# %% ../../nbs/05_callback.schedule.ipynb #b2e83c0a
 class ParamScheduler(Callback):
     "Set the hyper-parameters named in `scheds` (name -> schedule of `pos`) before every training batch, from `learn.pct_train`."
     order, run_valid = 60, False
@@ -317,7 +317,7 @@ class ParamScheduler(Callback):
         for lst, get in self._recs:
             if len(lst) < n: lst.append(get())
 
-# %% ../../nbs/05_callback.schedule.ipynb #52dd4db6
+# %% ../../nbs/05_callback.schedule.ipynb #19649440
 def _listify(o) -> list: return [] if o is None else list(o) if isinstance(o, (list, tuple)) else [o]
 
 def _check_pct_start(pct_start, fname):
@@ -363,7 +363,7 @@ def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float
     if moms is not None: scheds['mom'] = combined_cos(pct_start, *moms)
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
 
-# %% ../../nbs/05_callback.schedule.ipynb #32101697
+# %% ../../nbs/05_callback.schedule.ipynb #c61f054e
 @patch_to(Learner)
 def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:float=0.75, wd=None, cbs=None,
                  reset_opt:bool=False, start_epoch:int=0):
@@ -375,7 +375,7 @@ def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:floa
     scheds = {'lr': combined_cos(pct_start, lrs, lrs, _scale(lrs, 1 / div_final))}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
 
-# %% ../../nbs/05_callback.schedule.ipynb #5f672383
+# %% ../../nbs/05_callback.schedule.ipynb #b6293358
 @patch_to(Learner)
 def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, cbs=None, reset_opt:bool=False, wd=None,
              start_epoch:int=0):
@@ -390,7 +390,7 @@ def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, c
     scheds = {'lr': combine_scheds([l / n_epoch for l in lens], [SchedCos(lrs, 0.) for _ in lens])}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
 
-# %% ../../nbs/05_callback.schedule.ipynb #bcc4522b
+# %% ../../nbs/05_callback.schedule.ipynb #d2536b97
 @patch_to(Learner)
 def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult:float=100, pct_start:float=0.3,
               div:float=5.0, div_final:float=1e5, wd=None, moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False,
@@ -419,7 +419,7 @@ def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult
     self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div,
                        start_epoch=max(start_epoch - freeze_epochs, 0), **kw)
 
-# %% ../../nbs/05_callback.schedule.ipynb #cda9c10f
+# %% ../../nbs/05_callback.schedule.ipynb #3750a787
 class LRFinder(ParamScheduler):
     "Grow the learning rate exponentially from `start_lr` to `end_lr` over `num_it` batches, recording the smoothed loss; stop if it diverges."
     def __init__(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True, beta:float=0.98, restore:bool=True):
@@ -476,7 +476,7 @@ class LRFinder(ParamScheduler):
         self.learn.model.load_state_dict(model_state)
         self.learn.opt.load_state_dict(opt_state)
 
-# %% ../../nbs/05_callback.schedule.ipynb #25bc16c1
+# %% ../../nbs/05_callback.schedule.ipynb #fdd2e635
 def _floats(x) -> list:
     return x.tolist() if isinstance(x, torch.Tensor) else [float(v) for v in x]
 
@@ -543,7 +543,7 @@ class SuggestionMethod:
     "The suggestion functions as attributes, for tab completion: `suggest_funcs=(SuggestionMethod.Valley, SuggestionMethod.Steep)`."
     Valley, Slide, Minimum, Steep = staticmethod(valley), staticmethod(slide), staticmethod(minimum), staticmethod(steep)
 
-# %% ../../nbs/05_callback.schedule.ipynb #342586f7
+# %% ../../nbs/05_callback.schedule.ipynb #c99f59cf
 SuggestedLRs = collections.namedtuple('SuggestedLRs', ['valley'])
 SuggestedLRs.__doc__ = "The learning rates `lr_find` suggests, one field per suggestion function (this one: the default, `valley`)."
 

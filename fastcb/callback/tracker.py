@@ -12,7 +12,7 @@ from ..learner import expand_per_group
 # %% auto #0
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateau', 'TerminateOnNaNCallback']
 
-# %% ../../nbs/06_callback.tracker.ipynb #2adbedbf
+# %% ../../nbs/06_callback.tracker.ipynb #a485e484
 _lower_better = ('loss', 'error', 'mse', 'mae', 'perplexity')
 
 def _resolve_comp(monitor:str, comp) -> tuple:
@@ -30,7 +30,7 @@ def _resolve_comp(monitor:str, comp) -> tuple:
         raise TypeError(f"comp={comp!r} cannot compare two floats ({e}); pass 'min', 'max', np.less or np.greater") from None
     return comp, lower
 
-# %% ../../nbs/06_callback.tracker.ipynb #fbfe5182
+# %% ../../nbs/06_callback.tracker.ipynb #8e4b9e22
 def _say(learn, msg:str):
     "Print `msg` unless the learner's logging is off (`learn.no_logging()`)."
     if getattr(learn, 'logger', noop) is not noop: print(msg)
@@ -98,7 +98,7 @@ class TrackerCallback(Callback):
         super().load_state_dict(state)
         self._resume = True
 
-# %% ../../nbs/06_callback.tracker.ipynb #195916cb
+# %% ../../nbs/06_callback.tracker.ipynb #1f7d84eb
 class EarlyStoppingCallback(TrackerCallback):
     "Stop training (`CancelFitException`) when `monitor` has not improved for `patience` epochs."
     order = 70
@@ -126,7 +126,7 @@ class EarlyStoppingCallback(TrackerCallback):
                 _say(self.learn, f"No improvement of {self.monitor} since epoch {self.best_epoch}: stopping after epoch {self.learn.epoch}.")
                 raise CancelFitException()
 
-# %% ../../nbs/06_callback.tracker.ipynb #36cf1681
+# %% ../../nbs/06_callback.tracker.ipynb #6b9ef140
 class SaveModelCallback(TrackerCallback):
     "Save the model when `monitor` improves (or every epoch) with `learn.save`, and load the best one at the end of `fit`."
     order = 61
@@ -176,7 +176,7 @@ class SaveModelCallback(TrackerCallback):
                 warnings.warn(f"SaveModelCallback: the best model ({self._path(self.fname)}) is missing; the model was not reloaded")
             else: self.learn.load(self.fname, with_opt=self.with_opt)
 
-# %% ../../nbs/06_callback.tracker.ipynb #dfcabd35
+# %% ../../nbs/06_callback.tracker.ipynb #0dd3216b
 class ReduceLROnPlateau(TrackerCallback):
     "Divide every parameter group's learning rate by `factor` when `monitor` has not improved for `patience` epochs."
     order = 60
@@ -207,7 +207,7 @@ class ReduceLROnPlateau(TrackerCallback):
         if groups[-1]['lr'] < old[-1]:
             _say(self.learn, f"Epoch {self.learn.epoch}: reducing lr to {groups[-1]['lr']:g}")
 
-# %% ../../nbs/06_callback.tracker.ipynb #05642904
+# %% ../../nbs/06_callback.tracker.ipynb #c5e93340
 class TerminateOnNaNCallback(Callback):
     "Stop training when the loss is NaN or infinite, checking per-batch flags kept on the device once per epoch (or every `check_every` batches)."
     order, run_valid = -9, False
