@@ -16,9 +16,11 @@ from .callback.tracker import *
 from .callback.training import *
 from .callback.hook import *
 from .data import *
+from .vision.learner import *
 import fastcb.callback.core as _core, fastcb.learner as _learner, fastcb.recorder as _recorder, fastcb.metrics as _metrics
 import fastcb.callback.progress as _progress, fastcb.callback.training as _training, fastcb.data as _data
 import fastcb.callback.tracker as _tracker, fastcb.callback.hook as _hook, fastcb.callback.schedule as _schedule
+import fastcb.vision.learner as _vision_learner
 
 # %% ../nbs/99_all.ipynb #ee56ee2c
-__all__ = [n for _m in (_core, _learner, _recorder, _metrics, _progress, _schedule, _tracker, _training, _hook, _data) for n in _m.__all__]
+__all__ = [n for _m in (_core, _learner, _recorder, _metrics, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner) for n in _m.__all__]

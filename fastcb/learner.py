@@ -291,6 +291,9 @@ def _do_one_batch(self):
     except Exception as e:
         _note(e, f"fastcb: raised by the model's forward pass on inputs of shape {_shapes(self.xb)}; "
                  "check that the model's first layer matches the data")
+        if 'more than 1 value per channel' in str(e):
+            _note(e, "fastcb: a training batch of one item cannot go through BatchNorm: use drop_last=True for the "
+                     "training loader, or a batch size that does not leave one item over")
         raise
     self._fire('after_pred')
     if self.yb:
