@@ -10,11 +10,12 @@ Contenders, each one full epoch of training and validation on the same data and 
   fastcb default          default callbacks (Recorder, progress in non-interactive mode) + accuracy, torch DataLoader
   fastcb default, fast loader   the same with DataLoaders.from_tensors (batches gathered by index)
   fastai / Lightning      default learner/trainer, if installed (skipped otherwise)
-Repetitions are interleaved (A B C ... A B C ...) after a warm-up; medians, min-max, paired overheads.
+Repetitions are interleaved, the order alternating (A B C ... C B A ...), after a warm-up; medians, min-max and paired overheads of
+the process's CPU time per training step (one thread, so CPU time is the time the loop really took; wall time is also shown).
 
     python bench/cpu.py [--reps 7] [--configs tiny small] [--json bench/results/cpu.json]
 """
-import argparse, importlib.util, json, os, platform, statistics, time
+import argparse, gc, importlib.util, json, os, platform, statistics, time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -47,7 +48,7 @@ def _hand(cfg, train, valid, metrics):
     model, loss_func = make_model(cfg), nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_dl, valid_dl = torch_loaders(train, valid, cfg['bs'])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.train()
     train_total, n_train = 0., 0
     for xb, yb in train_dl:
@@ -64,17 +65,17 @@ def _hand(cfg, train, valid, metrics):
             n += len(yb)
     valid_loss = (total / n).item()
     if metrics: (train_total / n_train).item(), (correct / n).item()
-    return time.perf_counter() - t0, valid_loss
+    return time.perf_counter() - t0, time.process_time() - c0, valid_loss
 
 def hand_written(cfg, train, valid): return _hand(cfg, train, valid, metrics=False)
 def hand_written_metrics(cfg, train, valid): return _hand(cfg, train, valid, metrics=True)
 
 def _fastcb(cfg, dls, **kw):
     learn = Learner(dls, make_model(cfg), nn.CrossEntropyLoss(), lr=1e-3, **kw)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with learn.no_logging(): learn.fit(1)
-    dt = time.perf_counter() - t0
-    return dt, nn.CrossEntropyLoss()(*learn.get_preds(act=lambda x: x)).item()
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return dt, dc, nn.CrossEntropyLoss()(*learn.get_preds(act=lambda x: x)).item()
 
 def fastcb_bare(cfg, train, valid):
     return _fastcb(cfg, DataLoaders(*torch_loaders(train, valid, cfg['bs'])), default_cbs=False, cbs=TrainEvalCallback())
@@ -91,9 +92,9 @@ def fastai_default(cfg, train, valid):
     from fastai.metrics import accuracy as facc
     learn = FLearner(FDataLoaders(*torch_loaders(train, valid, cfg['bs'])), make_model(cfg), nn.CrossEntropyLoss(),
                      lr=1e-3, metrics=facc)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with learn.no_logging(), learn.no_bar(): learn.fit(1)
-    return time.perf_counter() - t0, float(learn.recorder.values[-1][1])
+    return time.perf_counter() - t0, time.process_time() - c0, float(learn.recorder.values[-1][1])
 
 def lightning_default(cfg, train, valid):
     import lightning as L
@@ -107,9 +108,9 @@ def lightning_default(cfg, train, valid):
     m = Module()
     trainer = L.Trainer(max_epochs=1, accelerator='cpu', devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit(m, *torch_loaders(train, valid, cfg['bs']))
-    return time.perf_counter() - t0, float(trainer.callback_metrics['valid_loss'])
+    return time.perf_counter() - t0, time.process_time() - c0, float(trainer.callback_metrics['valid_loss'])
 
 def contenders():
     c = {'hand-written': (hand_written, None), 'hand-written + metrics': (hand_written_metrics, None),
@@ -126,28 +127,32 @@ def run_config(name, reps):
     small = make_data(dict(cfg, n_train=20, n_valid=2), seed=1)
     cs = contenders()
     for f, _ in cs.values(): f(cfg, *small)   # warm-up
-    times, losses = {k: [] for k in cs}, {}
-    for _ in range(reps):
-        for k, (f, _) in cs.items():
-            dt, vl = f(cfg, train, valid)
-            times[k].append(dt / cfg['n_train'] * 1e6); losses[k] = vl
+    times, walls, losses = {k: [] for k in cs}, {k: [] for k in cs}, {}
+    for rep in range(reps):
+        items = list(cs.items())
+        for k, (f, _) in (items if rep % 2 == 0 else items[::-1]):   # A B C, C B A, ...: no contender always goes first
+            gc.collect()   # garbage of the previous contender (learners hold reference cycles) is not collected on our clock
+            wall, cpu_time, vl = f(cfg, train, valid)
+            # CPU time of this (single-threaded) process: unlike wall time, it does not count the moments the
+            # machine's other tenants run instead of us, the main noise on a shared 2-core machine.
+            times[k].append(cpu_time / cfg['n_train'] * 1e6); walls[k].append(wall / cfg['n_train'] * 1e6); losses[k] = vl
     hand = statistics.median(times['hand-written'])
     rows = []
     for k, ts in times.items():
         base = cs[k][1]
         rows.append({'config': name, 'loop': k, 'us_per_step': statistics.median(ts), 'min': min(ts), 'max': max(ts),
-                     'ratio_to_hand_written': statistics.median(ts) / hand,
+                     'ratio_to_hand_written': statistics.median(ts) / hand, 'wall_us_per_step': statistics.median(walls[k]),
                      'compared_with': base,
                      'paired_overhead_us': statistics.median(t - b for t, b in zip(ts, times[base])) if base else None,
                      'valid_loss': losses[k]})
     return rows
 
 def print_table(rows):
-    print("| config | loop | µs/step median | min–max | ratio to hand-written | overhead µs/step (paired, vs) | valid loss |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | loop | CPU µs/step median | min–max | wall µs/step median | ratio to hand-written | overhead µs/step (paired, vs) | valid loss |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ov = f"{r['paired_overhead_us']:+.1f} vs {r['compared_with']}" if r['compared_with'] else '—'
-        print(f"| {r['config']} | {r['loop']} | {r['us_per_step']:.1f} | {r['min']:.1f}–{r['max']:.1f} | "
+        print(f"| {r['config']} | {r['loop']} | {r['us_per_step']:.1f} | {r['min']:.1f}–{r['max']:.1f} | {r['wall_us_per_step']:.1f} | "
               f"{r['ratio_to_hand_written']:.3f} | {ov} | {r['valid_loss']:.4f} |")
 
 def machine():

@@ -5,12 +5,12 @@
    channels-last, autocast in bf16 (and in fp16 with a gradient scaler and fused Adam).
 
 Both sides compute the same things: the training loss, and validation loss and accuracy. Repetitions are
-interleaved (hand, fastcb, hand, fastcb, ...) after a warm-up; medians are reported. Host-device
+interleaved, the order alternating (hand, fastcb, fastcb, hand, ...), after a warm-up; medians are reported. Host-device
 synchronisations are counted in a separate run with torch.cuda.set_sync_debug_mode('warn').
 
     python bench/gpu.py [--reps 5] [--json out.json] [--quick]
 """
-import argparse, json, statistics, sys, time, warnings
+import argparse, gc, json, statistics, sys, time, warnings
 import torch
 from torch import nn
 import torchvision
@@ -106,9 +106,12 @@ def bench(name, make_model, train, valid, reps, bs, **kw):
     for f in (hand_written, fastcb_default): f(make_model(), train[:20], valid[:2], **kw)   # warm-up
     times = {'hand-written': [], 'fastcb default': []}
     losses = {}
-    for _ in range(reps):
-        for label, f in (('hand-written', hand_written), ('fastcb default', fastcb_default)):
-            dt, vl = f(make_model(), train, valid, **kw)
+    order = [('hand-written', hand_written), ('fastcb default', fastcb_default)]
+    for rep in range(reps):
+        for label, f in (order if rep % 2 == 0 else order[::-1]):   # A B, B A, ...: neither always goes first
+            model = make_model()
+            gc.collect()   # the previous run's garbage is not collected on the clock
+            dt, vl = f(model, train, valid, **kw)
             times[label].append(dt); losses[label] = vl
     syncs = {label: count_syncs(f, make_model(), train, valid, label=f'{name} | {label}', **kw)
              for label, f in (('hand-written', hand_written), ('fastcb default', fastcb_default))}

@@ -12,7 +12,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import cpu, import_time
+import cpu, import_time, loader, loop_overhead
 
 def main(reps=7, quick=False):
     out = HERE / 'results'; out.mkdir(exist_ok=True)
@@ -21,6 +21,12 @@ def main(reps=7, quick=False):
     rows = [r for c in configs for r in cpu.run_config(c, reps)]
     cpu.print_table(rows)
     (out / 'cpu.json').write_text(json.dumps({'date': str(date.today()), 'machine': cpu.machine(), 'reps': reps, 'rows': rows}, indent=1))
+    print("\n## The loop's own overhead per step (a 2->2 linear model, batches of 2)\n")
+    lo_ = loop_overhead.main(reps * 2 + 1)
+    (out / 'loop_overhead.json').write_text(json.dumps({'date': str(date.today()), **lo_}, indent=1))
+    print("\n## Fast loader: iterating one epoch\n")
+    lo = loader.main(reps)
+    (out / 'loader.json').write_text(json.dumps({'date': str(date.today()), **lo}, indent=1))
     print("\n## Import time\n")
     imp = import_time.main(5 if quick else 15)
     for k, v in imp.items(): print(f"- {k}: {v:.3f}")

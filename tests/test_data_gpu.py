@@ -1,22 +1,13 @@
 """TensorLoader and from_tensors on a GPU (runs only where CUDA is available): data resident on the device, a
 seeded permutation made there, and no host-device synchronisation while iterating or fitting."""
-import warnings
 import pytest
+from sync_count import syncs_during, fit_syncs
 import torch
 from torch import nn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 
-def syncs_during(f):
-    "Run `f` with CUDA's sync debug mode on; return the number of synchronising calls and f's result."
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try: res = f()
-        finally: torch.cuda.set_sync_debug_mode('default')
-    # the sync warnings say "called a synchronizing CUDA operation"; the mode itself warns that it is a prototype
-    return sum('synchronizing cuda operation' in str(w.message).lower() for w in caught), res
+
 
 def test_tensor_loader_on_gpu_iterates_without_sync():
     from fastcb.data import TensorLoader
@@ -24,7 +15,7 @@ def test_tensor_loader_on_gpu_iterates_without_sync():
     dl = TensorLoader(x, y, bs=64, shuffle=True, seed=0, device='cuda')
     assert dl.device.type == 'cuda' and dl.tensors[0].is_cuda
     next(iter(dl))   # warm-up: generator, allocator
-    n, batches = syncs_during(lambda: [b for b in dl])
+    n, _, batches = syncs_during(lambda: [b for b in dl])
     assert n == 0, n
     assert all(b[0].is_cuda and b[1].is_cuda for b in batches)
     ys = torch.cat([b[1] for b in batches]).cpu()
@@ -43,11 +34,7 @@ def count_fit_syncs(n_batches, bs=64):
     assert dls.device.type == 'cuda'
     torch.manual_seed(0)
     learn = Learner(dls, nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), metrics=accuracy)
-    with learn.no_logging(): learn.fit(1)   # warm-up
-    def fit():
-        with learn.no_logging(): learn.fit(1)
-    n, _ = syncs_during(fit)
-    return n, learn
+    return fit_syncs(learn), learn
 
 def test_from_tensors_fit_syncs_do_not_grow_with_batches(capsys):
     n200, _ = count_fit_syncs(200)

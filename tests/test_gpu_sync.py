@@ -3,8 +3,8 @@
 Counts synchronising CUDA calls with torch.cuda.set_sync_debug_mode('warn') over a fit of 200 and of 400
 batches: the count must be the same (a constant per epoch is fine, one per batch is not).
 """
-import warnings
 import pytest
+from sync_count import fit_syncs
 import torch
 from torch import nn
 
@@ -22,17 +22,7 @@ def count_syncs(n_batches, progress_mode='plain', bs=64):
                     nn.CrossEntropyLoss(), metrics=accuracy)
     learn.remove_cb(learn.progress).add_cb(ProgressCallback(mode=progress_mode))
     learn.progress.refresh_every = 0.   # the running loss is refreshed at every batch: the hardest case
-    with learn.no_logging(): learn.fit(1)   # warm-up: allocator, cuBLAS handles, optimizer state
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try:
-            with learn.no_logging(): learn.fit(1)
-        finally: torch.cuda.set_sync_debug_mode('default')
-    syncs = [w for w in caught if 'synchroniz' in str(w.message).lower()]
-    print('sync sites:', sorted(f"{w.filename.split('/')[-1]}:{w.lineno}" for w in syncs))
-    return len(syncs), learn
+    return fit_syncs(learn), learn
 
 @pytest.mark.parametrize('mode', ['plain', 'terminal'])
 def test_sync_count_does_not_grow_with_batches(mode, capsys):
@@ -57,15 +47,7 @@ def count_syncs_cnn(n_batches, dtype, bs=64):
     learn = Learner(DataLoaders(batches, batches[:10], device='cuda'), torchvision.models.resnet18(num_classes=2),
                     nn.CrossEntropyLoss(), opt_func=opt, lr=1e-3, metrics=accuracy,
                     cbs=[MixedPrecision(dtype), ChannelsLast(), GradientClip(1.), GradientAccumulation(2)])
-    with learn.no_logging(): learn.fit(1)
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try:
-            with learn.no_logging(): learn.fit(1)
-        finally: torch.cuda.set_sync_debug_mode('default')
-    return sum('synchroniz' in str(w.message).lower() for w in caught), learn
+    return fit_syncs(learn), learn
 
 @pytest.mark.parametrize('dtype', ['bf16', 'fp16'])
 def test_mixed_precision_no_sync_per_batch_and_loss_falls(dtype, capsys):

@@ -4,8 +4,8 @@ Counts synchronising CUDA calls (torch.cuda.set_sync_debug_mode('warn')) over a 
 small CNN, with and without histograms: the count must not grow with the number of batches. Also checks that the hooks
 are gone after the fit, and that the statistics match a direct computation on the GPU.
 """
-import warnings
 import pytest
+from sync_count import fit_syncs
 import torch
 from torch import nn
 
@@ -26,24 +26,14 @@ def make_learner(n_batches, cbs, bs=64):
     learn.remove_cb(learn.progress).add_cb(ProgressCallback(mode='plain'))
     return learn
 
-def count_syncs(learn):
-    with learn.no_logging(): learn.fit(1)   # warm-up
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try:
-            with learn.no_logging(): learn.fit(1)
-        finally: torch.cuda.set_sync_debug_mode('default')
-    return len([w for w in caught if 'synchroniz' in str(w.message).lower()])
 
 @pytest.mark.parametrize('with_hist', [False, True])
 def test_activation_stats_sync_count_does_not_grow(with_hist, capsys):
     from fastcb.callback.hook import ActivationStats
-    base = count_syncs(make_learner(100, None))
-    n100 = count_syncs(make_learner(100, ActivationStats(with_hist=with_hist)))
+    base = fit_syncs(make_learner(100, None))
+    n100 = fit_syncs(make_learner(100, ActivationStats(with_hist=with_hist)))
     learn = make_learner(200, ActivationStats(with_hist=with_hist))
-    n200 = count_syncs(learn)
+    n200 = fit_syncs(learn)
     with capsys.disabled(): print(f"\n[with_hist={with_hist}] host syncs: none {base}; ActivationStats 100 batches -> {n100}, 200 -> {n200}")
     assert n200 == n100, (n100, n200)
     assert n100 <= base + 4, (base, n100)

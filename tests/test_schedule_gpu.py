@@ -7,6 +7,7 @@
 """
 import copy, warnings
 import pytest
+from sync_count import fit_syncs
 import torch
 from torch import nn
 
@@ -30,16 +31,7 @@ def gpu_learner(n_batches, bs=64, opt_func=torch.optim.Adam):
 
 def count_syncs(n_batches):
     learn = gpu_learner(n_batches)
-    with learn.no_logging(): learn.fit_one_cycle(1)   # warm-up: allocator, cuBLAS handles, optimizer state
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try:
-            with learn.no_logging(): learn.fit_one_cycle(1)
-        finally: torch.cuda.set_sync_debug_mode('default')
-    syncs = [w for w in caught if 'synchroniz' in str(w.message).lower()]
-    return len(syncs), learn
+    return fit_syncs(learn, lambda l: l.fit_one_cycle(1)), learn
 
 def test_one_cycle_no_sync_per_batch(capsys):
     n200, _ = count_syncs(200)

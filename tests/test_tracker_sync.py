@@ -3,8 +3,8 @@
 Counts synchronising CUDA calls (torch.cuda.set_sync_debug_mode('warn')) over a fit of 200 and of 400 batches with
 TerminateOnNaNCallback and the epoch-level trackers: the count must not grow with the number of batches.
 """
-import warnings
 import pytest
+from sync_count import fit_syncs
 import torch
 from torch import nn
 
@@ -22,25 +22,15 @@ def make_learner(n_batches, cbs, bs=64):
     learn.remove_cb(learn.progress).add_cb(ProgressCallback(mode='plain'))
     return learn
 
-def count_syncs(learn):
-    with learn.no_logging(): learn.fit(1)   # warm-up
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        torch.cuda.set_sync_debug_mode('warn')
-        try:
-            with learn.no_logging(): learn.fit(1)
-        finally: torch.cuda.set_sync_debug_mode('default')
-    return len([w for w in caught if 'synchroniz' in str(w.message).lower()])
 
 def trackers(tmp_path):
     from fastcb.callback.tracker import TerminateOnNaNCallback, EarlyStoppingCallback, ReduceLROnPlateau
     return [TerminateOnNaNCallback(), EarlyStoppingCallback(patience=5), ReduceLROnPlateau(patience=5)]
 
 def test_trackers_sync_count_does_not_grow_with_batches(tmp_path, capsys):
-    base = count_syncs(make_learner(200, None))
-    n200 = count_syncs(make_learner(200, trackers(tmp_path)))
-    n400 = count_syncs(make_learner(400, trackers(tmp_path)))
+    base = fit_syncs(make_learner(200, None))
+    n200 = fit_syncs(make_learner(200, trackers(tmp_path)))
+    n400 = fit_syncs(make_learner(400, trackers(tmp_path)))
     with capsys.disabled(): print(f"\nhost syncs in one fit: no trackers {base}; trackers 200 batches -> {n200}, 400 batches -> {n400}")
     assert n400 == n200, (n200, n400)
     assert n200 <= base + 2, (base, n200)   # TerminateOnNaN: one read of the flags per epoch
