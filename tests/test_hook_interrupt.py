@@ -1,5 +1,6 @@
 "A real Ctrl-C (SIGINT) in the middle of an epoch, in another process: the hooks of ActivationStats are removed, the next fit works."
-import signal, subprocess, sys, textwrap
+import textwrap
+from sigint import run_and_interrupt
 
 SCRIPT = textwrap.dedent('''
     import time, torch
@@ -27,13 +28,6 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 def test_sigint_removes_activation_stats_hooks(tmp_path):
-    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    assert line.strip() == 'READY', line + proc.stderr.read()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
+    lines = run_and_interrupt(tmp_path, SCRIPT)
     assert lines[0] == 'INTERRUPTED True True', lines
     assert lines[-1] == 'RESUMED True True', lines

@@ -1,5 +1,6 @@
 "A real Ctrl-C (SIGINT) in the middle of an epoch, in another process: teardown runs, the next fit works."
-import os, signal, subprocess, sys, textwrap, time
+import textwrap
+from sigint import run_and_interrupt
 
 SCRIPT = textwrap.dedent('''
     import sys, time, torch
@@ -26,14 +27,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 def test_sigint_mid_epoch_leaves_learner_usable(tmp_path):
-    script = tmp_path / 'train.py'; script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    assert line.strip() == 'READY', line + proc.stderr.read()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
+    lines = run_and_interrupt(tmp_path, SCRIPT)
     assert lines[0] == 'CLEANUP'
     assert lines[1].startswith('INTERRUPTED fastcb: stopped in epoch 0, training batch'), lines
     assert lines[-1] == 'RESUMED 1'
