@@ -42,6 +42,13 @@ def _check_number(v, what):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{what} must be a number, a list of numbers (one per parameter group) or a slice; got {v!r}")
 
+def _schedule_call(self, pos):
+    "The value at `pos` in [0, 1]: a number, or one per parameter group (their functions built on first use)."
+    if not self.is_per_group: return self._fn(pos)
+    fns = self.__dict__.get('_fns')
+    if fns is None: fns = self._fns = self.per_group(self._n_values())
+    return [f(pos) for f in fns]
+
 class Schedule:
     "Base class of annealings from `start` to `end` as `pos` goes from 0 to 1; call it with `pos`."
     def __init__(self, start, end):
@@ -85,11 +92,7 @@ class Schedule:
             fns.append(self._compile(s, e))
         return fns
 
-    def __call__(self, pos):
-        if not self.is_per_group: return self._fn(pos)
-        fns = self.__dict__.get('_fns')
-        if fns is None: fns = self._fns = self.per_group(self._n_values())
-        return [f(pos) for f in fns]
+    __call__ = _schedule_call
 
     def __repr__(self): return f"{type(self).__name__}({self.start!r}, {self.end!r})"
 
@@ -181,11 +184,7 @@ class CombinedSchedule:
         if len(ns) > 1: raise ValueError(f"{self!r}: its schedules give different numbers of values per group: {sorted(ns)}")
         return ns.pop()
 
-    def __call__(self, pos):
-        if not self.is_per_group: return self._fn(pos)
-        fns = self.__dict__.get('_fns')
-        if fns is None: fns = self._fns = self.per_group(self._n_values())
-        return [f(pos) for f in fns]
+    __call__ = _schedule_call
 
     def __repr__(self): return f"combine_scheds({self.pcts!r}, {self.scheds!r})"
 
