@@ -250,8 +250,8 @@ def from_tensors(cls, x_train, y_train, x_valid=None, y_valid=None, bs:int=64, d
         raise ValueError(f"With drop_last=True and bs={bs}, the {len(x_train)} training items make no batch: lower bs")
     inferred_vocab, inferred_loss = _classification_info([y_train] + ([y_valid] if has_valid else []), vocab)
     if device is None and x_train.device.type != 'cpu': device = x_train.device
-    train = TensorLoader(x_train, y_train, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device)
-    valid = TensorLoader(x_valid, y_valid, bs=valid_bs or bs, device=device) if has_valid else None
+    train = TensorLoader(x_train, y_train, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed, device=device, pad=True)
+    valid = TensorLoader(x_valid, y_valid, bs=valid_bs or bs, seed=train.seed, device=device, pad=False) if has_valid else None
     return cls(train, valid, device=device, vocab=inferred_vocab, loss_func=loss_func or inferred_loss, stats=stats)
 
 # %% ../nbs/09_data.ipynb #552cb121
@@ -650,7 +650,7 @@ def digits_dls(bs:int=64, valid_pct:float=0.2, seed:int=42, flat:bool=False, dev
     mean, std = x[train_idx].mean(), x[train_idx].std()  # statistics of the training split only
     x = (x - mean) / std
     if flat: x = x.reshape(len(x), -1)
-    train = TensorLoader(x[train_idx], ys[train_idx], bs=bs, shuffle=True, seed=seed, device=device)
-    valid = TensorLoader(x[valid_idx], ys[valid_idx], bs=bs * 2, device=device) if len(valid_idx) else None
+    train = TensorLoader(x[train_idx], ys[train_idx], bs=bs, shuffle=True, seed=seed, device=device, pad=True)
+    valid = TensorLoader(x[valid_idx], ys[valid_idx], bs=bs * 2, seed=seed, device=device, pad=False) if len(valid_idx) else None
     return DataLoaders(train, valid, device=device, vocab=[str(i) for i in range(10)],
                        loss_func=CrossEntropyLossFlat(), stats=(float(mean), float(std)))
