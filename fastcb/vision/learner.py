@@ -11,6 +11,7 @@ from torch import nn
 from ..learner import Learner
 from ..metrics import accuracy
 from ..data import show_image, _label
+from ..losses import CrossEntropyLossFlat
 
 # %% auto #0
 __all__ = ['AdaptiveConcatPool2d', 'create_head', 'supported_archs', 'num_features', 'adapt_input_channels', 'pretrained_path',
@@ -241,7 +242,7 @@ def vision_learner(dls, arch, pretrained:bool=False, weights=None, n_out:int|Non
     if n_in is None: n_in = _n_channels(dls) or 3
     model = create_vision_model(arch, n_out, pretrained=pretrained, weights=weights, n_in=n_in, cut=cut, lin_ftrs=lin_ftrs,
                                 ps=ps, concat_pool=concat_pool, bn_final=bn_final)
-    if loss_func is None: loss_func = getattr(dls, 'loss_func', None) or nn.CrossEntropyLoss()
+    if loss_func is None: loss_func = getattr(dls, 'loss_func', None) or CrossEntropyLossFlat()
     if metrics is None: metrics = [accuracy] if isinstance(loss_func, nn.CrossEntropyLoss) else []
     learn = VisionLearner(dls, model, loss_func=loss_func, metrics=metrics, lr=lr, cbs=cbs,
                           splitter=splitter or vision_splitter, **kwargs)
