@@ -291,7 +291,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #3ee57a27
+# %% ../nbs/01_learner.ipynb #25664675
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -320,7 +320,7 @@ class Learner:
         self.device = torch.device(dev) if dev is not None else default_device()
         self.opt, self.cbs, self.logger = None, [], print_row
         self._tables, self._tables_rank = {True: {}, False: {}}, 0
-        self._training, self._loop_depth, self._fit_depth, self._handlers = False, 0, 0, {}
+        self.training, self._loop_depth, self._fit_depth, self._handlers = False, 0, 0, {}
         self._rank_world = None                     # set to fake a rank in tests; None reads torch.distributed
         self._step_claims = {k: [] for k in _step_pieces}
         self._own_backward = self._own_opt_step = self._own_zero_grad = None
@@ -345,14 +345,10 @@ class Learner:
         v = [] if v is None else list(v) if isinstance(v, (list, tuple)) else [v]
         self._metrics = [mk_metric(m) for m in v]
 
-    @property
-    def training(self) -> bool:
-        "`True` while the loop runs training batches; the learner alone sets it, as it enters each phase."
-        return self._training
-    @training.setter
-    def training(self, v:bool):
-        self._training = v
-        self._handlers = self._tables[bool(v)]
+    def _set_training(self, training:bool):
+        "Enter the training (or validation) phase: `training` is a plain attribute, so reading it costs nothing per batch."
+        self.training = training
+        self._handlers = self._tables[training]
 
     @property
     def is_fitting(self) -> bool:
@@ -506,7 +502,7 @@ class Learner:
         cbs, rank = sort_callbacks(self.cbs), self.rank
         self._tables = {True: _build_table(cbs, True, rank), False: _build_table(cbs, False, rank)}
         self._tables_rank = rank
-        self._handlers = self._tables[self._training]
+        self._handlers = self._tables[self.training]
 
     def __call__(self, event_name:str|list):
         "Fire `event_name` (or each of a list of event names): call every callback's handler for it, in order."
@@ -654,7 +650,7 @@ class Learner:
     def _do_epoch_train(self):
         self.dl, self._phase, self._in_batch = self.dls.train, 'training', None
         self.n_iter = n_batches(self.dl)
-        self.training = True
+        self._set_training(True)
         self._with_events(self.all_batches, 'train', CancelTrainException)
         self._phase = 'training done'
 
@@ -663,7 +659,7 @@ class Learner:
         if dl is None or _is_empty(dl): return
         self.dl, self._phase, self._in_batch = dl, 'validation', None
         self.n_iter = n_batches(dl)
-        self.training = False
+        self._set_training(False)
         with torch.no_grad(): self._with_events(self.all_batches, 'validate', CancelValidException)
         self._phase = 'validation done'
 
@@ -733,7 +729,7 @@ class Learner:
 
     def _nested_save(self):
         "What a loop started inside another (a callback calling `validate`) may change, to put back afterwards."
-        attrs = {k: getattr(self, k) for k in self._nested_attrs if k == 'training' or k in self.__dict__}
+        attrs = {k: self.__dict__[k] for k in self._nested_attrs if k in self.__dict__}
         modes = [m.training for m in self.model.modules()]
         cbs = [(cb, cb._nested_save()) for cb in self.cbs if callable(getattr(cb, '_nested_save', None))]
         return attrs, modes, cbs
@@ -741,6 +737,7 @@ class Learner:
     def _nested_restore(self, saved):
         attrs, modes, cbs = saved
         for k, v in attrs.items(): setattr(self, k, v)
+        self._set_training(self.training)
         for m, t in zip(self.model.modules(), modes): m.training = t
         for cb, s in cbs: cb._nested_restore(s)
 
@@ -759,7 +756,7 @@ class Learner:
                 try: self._call_cleanup(h.__self__)
                 except BaseException as e: failures.append(e)
         finally:
-            self.training = False
+            self._set_training(False)
             self._gone = ()
             for k in _step_pieces: self._step_claims[k] = []
             self._sync_step()

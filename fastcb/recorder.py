@@ -129,7 +129,7 @@ def mk_metric(m) -> Metric:
     raise TypeError(f"{m!r} cannot be used as a metric: pass a function f(pred, targ), a fastcb Metric, "
                     "or an object with update/compute/reset methods")
 
-# %% ../nbs/02_recorder.ipynb #1bf830bd
+# %% ../nbs/02_recorder.ipynb #62e2bba2
 def _to_floats(vals) -> list:
     "Turn numbers, scalar tensors and `None`s into floats (or `None`), with one transfer per device."
     out = [None if v is None else v for v in vals]
@@ -204,7 +204,7 @@ class Recorder(Callback):
         # cancelled before its loss, which leaves the previous batch's loss object in place.
         loss = learn.loss
         if not learn.yb or loss is None or loss is self._last_loss: return
-        self._last_loss = loss
+        self.__dict__['_last_loss'] = loss   # not through Callback.__setattr__: a Python call per batch saved
         if learn.training:
             self.smooth_loss.pending.append(loss)   # what smooth_loss.accumulate does, without the call
             self._batch_sizes.append(len(learn.yb[0]))
