@@ -129,7 +129,7 @@ def mk_metric(m) -> Metric:
     raise TypeError(f"{m!r} cannot be used as a metric: pass a function f(pred, targ), a fastcb Metric, "
                     "or an object with update/compute/reset methods")
 
-# %% ../nbs/02_recorder.ipynb #62e2bba2
+# %% ../nbs/02_recorder.ipynb #13faecb4
 def _to_floats(vals) -> list:
     "Turn numbers, scalar tensors and `None`s into floats (or `None`), with one transfer per device."
     out = [None if v is None else v for v in vals]
