@@ -291,7 +291,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #edc94e7e
+# %% ../nbs/01_learner.ipynb #53bd16b1
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -721,8 +721,9 @@ class Learner:
             raise
         finally:
             self._loop_depth -= 1
-            if outer: self._teardown(error, state)
-            else: self._nested_restore(state)
+            with hold_interrupts():   # a second Ctrl-C waits until everything is put back
+                if outer: self._teardown(error, state)
+                else: self._nested_restore(state)
 
     _nested_attrs = ('training', 'dl', 'iter', 'n_iter', 'pred', 'loss', 'loss_grad', 'xb', 'yb', '_phase', '_next_batch',
                      '_in_batch', '_check_loss')
@@ -911,11 +912,12 @@ class Learner:
                                 "skipped (shapes and the optimizer must still match)." if strict else ''))
         if skip: warnings.warn("load_state_dict(strict=False) skipped: " + '; '.join(skip))
         before = _clone(self.state_dict())
-        try: self._apply_state(state, strict)
-        except BaseException as e:
-            self._apply_state(before, strict=False, best_effort=True)
-            _note(e, "fastcb: the learner was put back as it was before load_state_dict")
-            raise
+        with hold_interrupts():   # a Ctrl-C waits until the state is in, or put back
+            try: self._apply_state(state, strict)
+            except BaseException as e:
+                self._apply_state(before, strict=False, best_effort=True)
+                _note(e, "fastcb: the learner was put back as it was before load_state_dict")
+                raise
         return self
 
     def _state_problems(self, state, strict):
