@@ -10,7 +10,7 @@ import torch
 from .core import Callback, noop
 
 # %% auto #0
-__all__ = ['in_notebook', 'progress_mode', 'ProgressCallback', 'ShowGraphCallback', 'CSVLogger']
+__all__ = ['in_notebook', 'progress_mode', 'ProgressCallback', 'ShowGraphCallback', 'ScalarLogger', 'CSVLogger']
 
 # %% ../../nbs/04_callback.progress.ipynb #ed4486ce
 def in_notebook() -> bool:
@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #7ce17195
+# %% ../../nbs/04_callback.progress.ipynb #e334043a
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _bar_classes(mode:str):
@@ -44,24 +44,32 @@ class ProgressCallback(Callback):
     order, shows_bar, rank0_only = 60, True, True
     refresh_every = 0.25   # seconds between updates of the running loss
 
-    def __init__(self, mode:str|None=None):
+    def __init__(self, mode:str|None=None, # 'notebook', 'terminal', 'plain', or None to detect it when each fit starts
+                ):
         if mode not in (None, 'notebook', 'terminal', 'plain'):
             raise ValueError(f"ProgressCallback mode must be 'notebook', 'terminal', 'plain' or None (automatic), got {mode!r}")
-        self.mode, self.mbar, self.pbar, self.old_logger = mode, None, None, None
+        self.mode, self.mbar, self.pbar, self.old_logger, self._header = mode, None, None, None, None
 
     def before_fit(self):
         self.active_mode = self.mode or progress_mode()
-        self.old_logger = None
+        self.old_logger, self._header = None, None
         if self.active_mode == 'plain':
             self.run_train = self.run_valid = False   # out of the per-batch tables until cleanup
             return
         master_cls, self._bar_cls = _bar_classes(self.active_mode)
-        self.mbar = master_cls(list(range(self.learn.start_epoch, self.learn.n_epoch)))   # shown by its first update
+        self.mbar = master_cls(range(self.learn.start_epoch, self.learn.n_epoch))   # a range: fit(10**9) builds no list
+        self.mbar.update(0)   # started here, so an epoch bar never updates before it has begun
+        self._next_refresh, self._host, self._event, self._shown = 0., None, None, None
         if self.learn.logger is not noop:
             self.old_logger, self.learn.logger = self.learn.logger, self._write_row
-        self._next_refresh, self._host, self._event, self._shown = 0., None, None, None
+            rec = getattr(self.learn, 'recorder', None)
+            if rec is not None: self._write_row(rec.metric_names)
 
-    def _write_row(self, row): self.mbar.write([_fmt_cell(v) for v in row], table=True)
+    def _write_row(self, row):
+        row = [_fmt_cell(v) for v in row]
+        if self._header is None: self._header = row   # the first row is the table's header
+        elif row == self._header: return              # the header again, sent through the logger: written once
+        self.mbar.write(row, table=True)
 
     def before_epoch(self):
         if self.mbar is not None: self.mbar.update(self.learn.epoch - self.learn.start_epoch)
@@ -118,7 +126,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #0c9524c1
+# %% ../../nbs/04_callback.progress.ipynb #70ffd3b5
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -134,43 +142,126 @@ class ShowGraphCallback(Callback):
     def after_epoch(self):
         rec = self.learn.recorder
         valid = [(i, v[1]) for i, v in zip(rec.iters, rec.values) if v[1] is not None]
+        if not rec.losses and not valid: return   # an epoch cancelled before any loss: nothing to draw yet
         curves = [(list(range(len(rec.losses))), rec.losses), ([i for i, _ in valid], [v for _, v in valid])]
         total = self.n_train * (self.learn.n_epoch - self.learn.start_epoch)
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #e669ea34
-class CSVLogger(Callback):
-    "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
-    order, rank0_only = 61, True
-    def __init__(self, fname='history.csv', append:bool=False):
-        self.fname, self.append, self.file = Path(fname), append, None
+# %% ../../nbs/04_callback.progress.ipynb #af537100
+_hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
+
+def _hypers(opt) -> dict:
+    "The hyper-parameters of each parameter group of `opt` under fastai's names (`lr_0`, `mom_0`, `sqr_mom_0`, `wd_0`, `eps_0`, ...)."
+    out = {}
+    for i, g in enumerate(opt.param_groups):
+        for k, v in g.items():
+            if k == 'betas': pairs = (('mom', v[0]), ('sqr_mom', v[1]))
+            elif k in _hyper_names and isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool): pairs = ((_hyper_names[k], v),)
+            else: continue
+            for n, x in pairs: out[f'{n}_{i}'] = float(x)
+    return out
+
+class ScalarLogger(Callback):
+    "Base class of loggers: write the Recorder's row after every epoch, and the training loss and hyper-parameters every `n_steps` steps."
+    order, run_valid, rank0_only, run_in_lr_find = 61, False, True, False
+    state_attrs = ('step',)
+
+    def __init__(self, n_steps:int|None=None, # log the training scalars every `n_steps` training steps; None: per epoch only
+                ):
+        if n_steps is not None and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
+            raise ValueError(f"{type(self).__name__}: n_steps must be a positive whole number of training steps, or None "
+                             f"to log once per epoch only; got {n_steps!r}")
+        self.n_steps, self.step, self._resuming, self._open = n_steps, 0, False, False
+
+    def open_run(self, resume:bool):
+        "Open the destination, or raise if it cannot be written; `resume`: continue the run saved by `state_dict`."
+    def log_step(self, values:dict, step:int):
+        "Write the training scalars `values` of training step `step`."
+    def log_epoch(self, values:dict, step:int):
+        "Write the Recorder's row for an epoch, `values` keyed by column name, at training step `step`."
+    def close_run(self):
+        "Close the destination (after every fit whose `open_run` succeeded)."
 
     def before_fit(self):
-        if not hasattr(self.learn, 'recorder'): raise ValueError("CSVLogger needs the Recorder callback on the learner")
-        self.log_path = Path(self.learn.path) / self.fname
-        try: self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OSError(f"CSVLogger cannot create the folder {self.log_path.parent} for its log ({e.strerror}): "
-                          "pass a fname in a writable place") from None
-        header = ','.join(self.learn.recorder.metric_names)
-        write_header = True
-        if self.append and self.log_path.exists() and self.log_path.stat().st_size > 0:
-            with self.log_path.open() as f: first = f.readline().rstrip('\n')
-            if first != header:
-                raise ValueError(f"CSVLogger: {self.log_path} has the columns {first!r}, but this fit logs {header!r}. "
-                                 "Use another file, or append=False to overwrite it.")
-            write_header = False
-        self.file = self.log_path.open('a' if self.append else 'w')
-        if write_header: self.file.write(header + '\n'); self.file.flush()
+        if getattr(self.learn, 'recorder', None) is None:
+            raise ValueError(f"{type(self).__name__} needs the Recorder callback on the learner")
+        resume, self._resuming = self._resuming, False
+        if not resume: self.step = 0
+        self.open_run(resume)
+        self._open = True
+
+    def after_batch(self):
+        self.step += 1
+        if self.n_steps is None or self.step % self.n_steps: return
+        rec = self.learn.recorder
+        rec.smooth_loss.flush()   # one transfer of the losses pending since the last flush
+        if rec.losses: self.log_step({'train_loss': rec.losses[-1], **_hypers(self.learn.opt)}, self.step)
 
     def after_epoch(self):
-        self.file.write(','.join('' if v is None else str(v) for v in self.learn.recorder.log) + '\n')
-        self.file.flush()
+        rec = self.learn.recorder
+        self.log_epoch(dict(zip(rec.metric_names, rec.log)), self.step)
 
     def cleanup_fit(self):
-        if self.file is not None: self.file.close(); self.file = None
+        if self._open: self._open = False; self.close_run()
+
+    def load_state_dict(self, state:dict):
+        "Restore the position in the run saved by `state_dict`; the next fit continues that run."
+        super().load_state_dict(state)
+        self._resuming = True
+
+# %% ../../nbs/04_callback.progress.ipynb #fec71231
+class CSVLogger(ScalarLogger):
+    "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
+    def __init__(self, fname='history.csv', # the file, relative to `learn.path`
+                 append:bool=False, # add to an existing file with the same columns instead of overwriting it
+                ):
+        super().__init__(n_steps=None)
+        self.fname, self.append, self.file, self.log_path, self._offset = Path(fname), append, None, None, 0
+
+    def open_run(self, resume:bool):
+        path = Path(self.log_path) if resume else Path(self.learn.path) / self.fname
+        try: path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"CSVLogger cannot create the folder {path.parent} for its log ({e.strerror}): "
+                          "pass a fname in a writable place") from None
+        header = ','.join(self.learn.recorder.metric_names)
+        existing = path.exists() and path.stat().st_size > 0
+        keep = (resume or self.append) and existing
+        if keep:
+            with path.open() as f: first = f.readline().rstrip('\n')
+            if first != header:
+                raise ValueError(f"CSVLogger: {path} has the columns {first!r}, but this fit logs {header!r}. "
+                                 "Use another file, or append=False to overwrite it.")
+            if resume and self._offset > path.stat().st_size:
+                raise ValueError(f"CSVLogger: {path} is shorter ({path.stat().st_size} bytes) than when the checkpoint was "
+                                 f"taken ({self._offset} bytes), so it is not that run's log: move it away to start a new one")
+        try: self.file = path.open('r+' if resume and keep else 'a' if keep else 'w')
+        except OSError as e:
+            raise OSError(f"CSVLogger cannot write its log {path} ({e.strerror}): pass a fname in a writable place") from None
+        if resume and keep: self.file.truncate(self._offset); self.file.seek(self._offset)   # rows after the checkpoint go
+        self.log_path = path
+        if not keep: self.file.write(header + '\n'); self.file.flush()
+
+    def log_epoch(self, values:dict, step:int):
+        self.file.write(','.join('' if v is None else str(v) for v in values.values()) + '\n')
+        self.file.flush()
+
+    def close_run(self): self.file.close(); self.file = None
+
+    def state_dict(self) -> dict:
+        "The log file, the bytes of it this run has written, and the step counter (plain Python, for checkpoints)."
+        if self.file is not None: self._offset = self.file.tell()
+        elif self.log_path is not None and Path(self.log_path).exists(): self._offset = Path(self.log_path).stat().st_size
+        return {'step': self.step, 'log_path': None if self.log_path is None else str(self.log_path), 'offset': self._offset}
+
+    def load_state_dict(self, state:dict):
+        "Continue the log saved by `state_dict` at the next fit: same file, rows after the checkpoint dropped."
+        unknown = set(state) - {'step', 'log_path', 'offset'}
+        if unknown: raise KeyError(f"CSVLogger.load_state_dict got unknown keys {sorted(unknown)}; it saves step, log_path, offset")
+        if state.get('log_path') is None: raise ValueError("CSVLogger.load_state_dict: this state has no log file (it was saved before any fit)")
+        self.step, self.log_path, self._offset, self._resuming = state['step'], Path(state['log_path']), state['offset'], True
 
     def read_log(self) -> list[dict]:
         "The rows written so far, as dicts keyed by column name."
-        with self.log_path.open() as f: return list(csv.DictReader(f))
+        with Path(self.log_path).open() as f: return list(csv.DictReader(f))
