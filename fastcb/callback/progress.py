@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #e6a76440
+# %% ../../nbs/04_callback.progress.ipynb #d8856431
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _bar_classes(mode:str):
@@ -126,7 +126,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #a19438ce
+# %% ../../nbs/04_callback.progress.ipynb #0c1c8d07
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -148,7 +148,7 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #ed5762d6
+# %% ../../nbs/04_callback.progress.ipynb #3428eb9f
 _hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
 
 def _hypers(opt) -> dict:
@@ -210,10 +210,10 @@ class ScalarLogger(Callback):
         super().load_state_dict(state)
         self._resuming = True
 
-# %% ../../nbs/04_callback.progress.ipynb #efa0a6c2
+# %% ../../nbs/04_callback.progress.ipynb #e7f7665d
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
-    def __init__(self, fname='history.csv', # the file, relative to `learn.path`
+    def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
                  append:bool=False, # add to an existing file with the same columns instead of overwriting it
                 ):
         super().__init__(n_steps=None)
@@ -259,7 +259,9 @@ class CSVLogger(ScalarLogger):
         "Continue the log saved by `state_dict` at the next fit: same file, rows after the checkpoint dropped."
         unknown = set(state) - {'step', 'log_path', 'offset'}
         if unknown: raise KeyError(f"CSVLogger.load_state_dict got unknown keys {sorted(unknown)}; it saves step, log_path, offset")
-        if state.get('log_path') is None: raise ValueError("CSVLogger.load_state_dict: this state has no log file (it was saved before any fit)")
+        if state.get('log_path') is None:   # saved before any fit: nothing to continue, the next fit starts a new log
+            self.step, self._resuming = 0, False
+            return
         self.step, self.log_path, self._offset, self._resuming = state['step'], Path(state['log_path']), state['offset'], True
 
     def read_log(self) -> list[dict]:
