@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #d8856431
+# %% ../../nbs/04_callback.progress.ipynb #0de37f84
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _bar_classes(mode:str):
@@ -126,7 +126,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #0c1c8d07
+# %% ../../nbs/04_callback.progress.ipynb #dffe3ec0
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -148,7 +148,7 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #3428eb9f
+# %% ../../nbs/04_callback.progress.ipynb #712394a8
 _hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
 
 def _hypers(opt) -> dict:
@@ -210,7 +210,7 @@ class ScalarLogger(Callback):
         super().load_state_dict(state)
         self._resuming = True
 
-# %% ../../nbs/04_callback.progress.ipynb #e7f7665d
+# %% ../../nbs/04_callback.progress.ipynb #e6e4a5fa
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
