@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #0de37f84
+# %% ../../nbs/04_callback.progress.ipynb #a69785ab
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _bar_classes(mode:str):
@@ -126,7 +126,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #dffe3ec0
+# %% ../../nbs/04_callback.progress.ipynb #8da53ade
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -148,7 +148,7 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #712394a8
+# %% ../../nbs/04_callback.progress.ipynb #f5591f06
 _hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
 
 def _hypers(opt) -> dict:
@@ -165,14 +165,21 @@ def _hypers(opt) -> dict:
 class ScalarLogger(Callback):
     "Base class of loggers: write the Recorder's row after every epoch, and the training loss and hyper-parameters every `n_steps` steps."
     order, run_valid, rank0_only, run_in_lr_find = 61, False, True, False
-    state_attrs = ('step',)
+    state_attrs = ()   # what a subclass keeps in its state besides the step
 
     def __init__(self, n_steps:int|None=None, # log the training scalars every `n_steps` training steps; None: per epoch only
                 ):
         if n_steps is not None and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
             raise ValueError(f"{type(self).__name__}: n_steps must be a positive whole number of training steps, or None "
                              f"to log once per epoch only; got {n_steps!r}")
-        self.n_steps, self.step, self._resuming, self._open = n_steps, 0, False, False
+        self.n_steps, self._first_step, self._iter0, self._resuming, self._open = n_steps, 0, 0, False, False
+        self.run_train = n_steps is not None   # logging per epoch only: no call at all per batch
+
+    @property
+    def step(self) -> int:
+        "Training steps done in this run (a resumed fit counts on from its checkpoint)."
+        learn = self.learn
+        return self._first_step + (learn.train_iter - self._iter0 if learn is not None else 0)
 
     def open_run(self, resume:bool):
         "Open the destination, or raise if it cannot be written; `resume`: continue the run saved by `state_dict`."
@@ -187,16 +194,17 @@ class ScalarLogger(Callback):
         if getattr(self.learn, 'recorder', None) is None:
             raise ValueError(f"{type(self).__name__} needs the Recorder callback on the learner")
         resume, self._resuming = self._resuming, False
-        if not resume: self.step = 0
+        if not resume: self._first_step = 0
+        self._iter0 = self.learn.train_iter   # the step is counted from the learner's own counter: nothing to do per batch
         self.open_run(resume)
         self._open = True
 
     def after_batch(self):
-        self.step += 1
-        if self.n_steps is None or self.step % self.n_steps: return
+        step = self._first_step + self.learn.train_iter - self._iter0
+        if step % self.n_steps: return
         rec = self.learn.recorder
         rec.smooth_loss.flush()   # one transfer of the losses pending since the last flush
-        if rec.losses: self.log_step({'train_loss': rec.losses[-1], **_hypers(self.learn.opt)}, self.step)
+        if rec.losses: self.log_step({'train_loss': rec.losses[-1], **_hypers(self.learn.opt)}, step)
 
     def after_epoch(self):
         rec = self.learn.recorder
@@ -205,12 +213,20 @@ class ScalarLogger(Callback):
     def cleanup_fit(self):
         if self._open: self._open = False; self.close_run()
 
+    def state_dict(self) -> dict:
+        "The step counter and the attributes named in `state_attrs` (plain Python, for checkpoints)."
+        return {'step': self.step, **{k: getattr(self, k) for k in self.state_attrs}}
+
     def load_state_dict(self, state:dict):
         "Restore the position in the run saved by `state_dict`; the next fit continues that run."
-        super().load_state_dict(state)
-        self._resuming = True
+        keys = {'step', *self.state_attrs}
+        if set(state) != keys:
+            raise KeyError(f"{type(self).__name__}.load_state_dict expects the keys {sorted(keys)}, got {sorted(state)}")
+        for k in self.state_attrs: setattr(self, k, state[k])
+        self._first_step, self._resuming = state['step'], True
+        self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
-# %% ../../nbs/04_callback.progress.ipynb #e6e4a5fa
+# %% ../../nbs/04_callback.progress.ipynb #e2405086
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
@@ -260,9 +276,11 @@ class CSVLogger(ScalarLogger):
         unknown = set(state) - {'step', 'log_path', 'offset'}
         if unknown: raise KeyError(f"CSVLogger.load_state_dict got unknown keys {sorted(unknown)}; it saves step, log_path, offset")
         if state.get('log_path') is None:   # saved before any fit: nothing to continue, the next fit starts a new log
-            self.step, self._resuming = 0, False
+            self._first_step, self._resuming = 0, False
             return
-        self.step, self.log_path, self._offset, self._resuming = state['step'], Path(state['log_path']), state['offset'], True
+        self.log_path, self._offset = Path(state['log_path']), state['offset']
+        self._first_step, self._resuming = state['step'], True
+        self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
     def read_log(self) -> list[dict]:
         "The rows written so far, as dicts keyed by column name."
