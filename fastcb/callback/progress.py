@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #a69785ab
+# %% ../../nbs/04_callback.progress.ipynb #5f4d781e
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _bar_classes(mode:str):
@@ -126,7 +126,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #8da53ade
+# %% ../../nbs/04_callback.progress.ipynb #28faf37d
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -148,7 +148,7 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #f5591f06
+# %% ../../nbs/04_callback.progress.ipynb #21eb0d68
 _hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
 
 def _hypers(opt) -> dict:
@@ -226,7 +226,7 @@ class ScalarLogger(Callback):
         self._first_step, self._resuming = state['step'], True
         self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
-# %% ../../nbs/04_callback.progress.ipynb #e2405086
+# %% ../../nbs/04_callback.progress.ipynb #ecf92704
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
@@ -236,6 +236,7 @@ class CSVLogger(ScalarLogger):
         self.fname, self.append, self.file, self.log_path, self._offset = Path(fname), append, None, None, 0
 
     def open_run(self, resume:bool):
+        "Open the log: a new file with the header, or the existing one to add to (`append`, or a resume after a checkpoint)."
         path = Path(self.log_path) if resume else Path(self.learn.path) / self.fname
         try: path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -260,10 +261,13 @@ class CSVLogger(ScalarLogger):
         if not keep: self.file.write(header + '\n'); self.file.flush()
 
     def log_epoch(self, values:dict, step:int):
+        "Write the epoch's row and flush it, so a crashed run keeps its history."
         self.file.write(','.join('' if v is None else str(v) for v in values.values()) + '\n')
         self.file.flush()
 
-    def close_run(self): self.file.close(); self.file = None
+    def close_run(self):
+        "Close the log file."
+        self.file.close(); self.file = None
 
     def state_dict(self) -> dict:
         "The log file, the bytes of it this run has written, and the step counter (plain Python, for checkpoints)."
