@@ -31,8 +31,13 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #5f4d781e
+# %% ../../nbs/04_callback.progress.ipynb #d99db1b8
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
+
+def _n_batches(dl) -> int|None:
+    "Number of batches of `dl`, or `None` for a loader without a length (an iterable one)."
+    try: return len(dl)
+    except TypeError: return None
 
 def _bar_classes(mode:str):
     "fastprogress's master-bar and bar classes for `mode` (imported here, on first use)."
@@ -75,12 +80,14 @@ class ProgressCallback(Callback):
         if self.mbar is not None: self.mbar.update(self.learn.epoch - self.learn.start_epoch)
 
     def _launch_bar(self):
-        if self.mbar is not None: self.pbar = self._bar_cls(self.learn.dl, parent=self.mbar, leave=False)
+        n = _n_batches(self.learn.dl)
+        total = 'noinfer' if n is None else n   # fastprogress's word for "unknown length": the bar shows [i/?]
+        if self.mbar is not None: self.pbar = self._bar_cls(self.learn.dl, total=total, parent=self.mbar, leave=False)
         elif self.learn.is_fitting: return   # plain mode
         else:   # validate / get_preds outside fit: a bar of its own, unless in plain mode
             mode = self.mode or progress_mode()
             if mode == 'plain': return
-            self.pbar = _bar_classes(mode)[1](self.learn.dl, leave=False)
+            self.pbar = _bar_classes(mode)[1](self.learn.dl, total=total, leave=False)
         self.pbar.update(0)
     before_train = before_validate = _launch_bar
 
@@ -126,7 +133,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #28faf37d
+# %% ../../nbs/04_callback.progress.ipynb #0626e9e5
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -137,18 +144,18 @@ class ShowGraphCallback(Callback):
         if self.mbar is None or getattr(progress, 'active_mode', None) != 'notebook' or not hasattr(self.learn, 'recorder'):
             self.run = False
             return
-        self.n_train = len(self.learn.dls.train)
+        self.n_train = _n_batches(self.learn.dls.train)   # None for an iterable loader: the x axis grows with the run
 
     def after_epoch(self):
         rec = self.learn.recorder
         valid = [(i, v[1]) for i, v in zip(rec.iters, rec.values) if v[1] is not None]
         if not rec.losses and not valid: return   # an epoch cancelled before any loss: nothing to draw yet
         curves = [(list(range(len(rec.losses))), rec.losses), ([i for i, _ in valid], [v for _, v in valid])]
-        total = self.n_train * (self.learn.n_epoch - self.learn.start_epoch)
+        total = 0 if self.n_train is None else self.n_train * (self.learn.n_epoch - self.learn.start_epoch)
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #21eb0d68
+# %% ../../nbs/04_callback.progress.ipynb #4b9f9d12
 _hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
 
 def _hypers(opt) -> dict:
@@ -226,7 +233,7 @@ class ScalarLogger(Callback):
         self._first_step, self._resuming = state['step'], True
         self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
-# %% ../../nbs/04_callback.progress.ipynb #ecf92704
+# %% ../../nbs/04_callback.progress.ipynb #77141ba0
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
