@@ -31,7 +31,7 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #d99db1b8
+# %% ../../nbs/04_callback.progress.ipynb #b1009e8f
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
 
 def _n_batches(dl) -> int|None:
@@ -133,7 +133,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #0626e9e5
+# %% ../../nbs/04_callback.progress.ipynb #04511da9
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -155,18 +155,19 @@ class ShowGraphCallback(Callback):
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #4b9f9d12
-_hyper_names = {'lr': 'lr', 'momentum': 'mom', 'weight_decay': 'wd', 'eps': 'eps', 'alpha': 'sqr_mom'}
+# %% ../../nbs/04_callback.progress.ipynb #605f354f
+_fastai_hypers = ('lr', 'mom', 'sqr_mom', 'wd', 'eps')
 
 def _hypers(opt) -> dict:
     "The hyper-parameters of each parameter group of `opt` under fastai's names (`lr_0`, `mom_0`, `sqr_mom_0`, `wd_0`, `eps_0`, ...)."
+    from fastcb.callback.schedule import _opt_key   # the schedules' translation of fastai's names to torch's keys (here: an import cycle otherwise)
     out = {}
     for i, g in enumerate(opt.param_groups):
-        for k, v in g.items():
-            if k == 'betas': pairs = (('mom', v[0]), ('sqr_mom', v[1]))
-            elif k in _hyper_names and isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool): pairs = ((_hyper_names[k], v),)
-            else: continue
-            for n, x in pairs: out[f'{n}_{i}'] = float(x)
+        for name in _fastai_hypers:
+            try: key, idx = _opt_key(name, g, opt)
+            except ValueError: continue   # this optimizer has no such hyper-parameter
+            v = g[key] if idx is None else g[key][idx]
+            if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool): out[f'{name}_{i}'] = float(v)
     return out
 
 class ScalarLogger(Callback):
@@ -233,7 +234,7 @@ class ScalarLogger(Callback):
         self._first_step, self._resuming = state['step'], True
         self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
-# %% ../../nbs/04_callback.progress.ipynb #77141ba0
+# %% ../../nbs/04_callback.progress.ipynb #862b1c01
 class CSVLogger(ScalarLogger):
     "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
     def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
