@@ -10,6 +10,8 @@ cfg = cfg['DEFAULT']
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 lic = licenses[cfg['license']]
+# `extras = name: req req; name: req` -> {'name': ['req', 'req'], ...}
+extras = {name.strip(): reqs.split() for name, reqs in (e.split(':', 1) for e in cfg.get('extras', '').split(';') if e.strip())}
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -32,7 +34,7 @@ setuptools.setup(
     package_data={'fastcb': ['datasets/*.csv.gz', 'datasets/*.md']},
     python_requires='>=' + cfg['min_python'],
     install_requires=cfg['requirements'].split(),
-    extras_require={'dev': cfg['dev_requirements'].split()},
+    extras_require={'dev': cfg['dev_requirements'].split(), **extras},
     entry_points={'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

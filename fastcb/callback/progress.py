@@ -10,7 +10,7 @@ import torch
 from .core import Callback, noop
 
 # %% auto #0
-__all__ = ['in_notebook', 'progress_mode', 'ProgressCallback', 'ShowGraphCallback', 'CSVLogger']
+__all__ = ['in_notebook', 'progress_mode', 'ProgressCallback', 'ShowGraphCallback', 'ScalarLogger', 'CSVLogger']
 
 # %% ../../nbs/04_callback.progress.ipynb #ed4486ce
 def in_notebook() -> bool:
@@ -31,8 +31,13 @@ def progress_mode() -> str:
     if getattr(sys.stdout, 'isatty', lambda: False)(): return 'terminal'
     return 'plain'
 
-# %% ../../nbs/04_callback.progress.ipynb #7ce17195
+# %% ../../nbs/04_callback.progress.ipynb #b1009e8f
 def _fmt_cell(v) -> str: return f'{v:.6f}' if isinstance(v, float) else str(v)
+
+def _n_batches(dl) -> int|None:
+    "Number of batches of `dl`, or `None` for a loader without a length (an iterable one)."
+    try: return len(dl)
+    except TypeError: return None
 
 def _bar_classes(mode:str):
     "fastprogress's master-bar and bar classes for `mode` (imported here, on first use)."
@@ -44,35 +49,45 @@ class ProgressCallback(Callback):
     order, shows_bar, rank0_only = 60, True, True
     refresh_every = 0.25   # seconds between updates of the running loss
 
-    def __init__(self, mode:str|None=None):
+    def __init__(self, mode:str|None=None, # 'notebook', 'terminal', 'plain', or None to detect it when each fit starts
+                ):
         if mode not in (None, 'notebook', 'terminal', 'plain'):
             raise ValueError(f"ProgressCallback mode must be 'notebook', 'terminal', 'plain' or None (automatic), got {mode!r}")
-        self.mode, self.mbar, self.pbar, self.old_logger = mode, None, None, None
+        self.mode, self.mbar, self.pbar, self.old_logger, self._header = mode, None, None, None, None
 
     def before_fit(self):
         self.active_mode = self.mode or progress_mode()
-        self.old_logger = None
+        self.old_logger, self._header = None, None
         if self.active_mode == 'plain':
             self.run_train = self.run_valid = False   # out of the per-batch tables until cleanup
             return
         master_cls, self._bar_cls = _bar_classes(self.active_mode)
-        self.mbar = master_cls(list(range(self.learn.start_epoch, self.learn.n_epoch)))   # shown by its first update
+        self.mbar = master_cls(range(self.learn.start_epoch, self.learn.n_epoch))   # a range: fit(10**9) builds no list
+        self.mbar.update(0)   # started here, so an epoch bar never updates before it has begun
+        self._next_refresh, self._host, self._event, self._shown = 0., None, None, None
         if self.learn.logger is not noop:
             self.old_logger, self.learn.logger = self.learn.logger, self._write_row
-        self._next_refresh, self._host, self._event, self._shown = 0., None, None, None
+            rec = getattr(self.learn, 'recorder', None)
+            if rec is not None: self._write_row(rec.metric_names)
 
-    def _write_row(self, row): self.mbar.write([_fmt_cell(v) for v in row], table=True)
+    def _write_row(self, row):
+        row = [_fmt_cell(v) for v in row]
+        if self._header is None: self._header = row   # the first row is the table's header
+        elif row == self._header: return              # the header again, sent through the logger: written once
+        self.mbar.write(row, table=True)
 
     def before_epoch(self):
         if self.mbar is not None: self.mbar.update(self.learn.epoch - self.learn.start_epoch)
 
     def _launch_bar(self):
-        if self.mbar is not None: self.pbar = self._bar_cls(self.learn.dl, parent=self.mbar, leave=False)
+        n = _n_batches(self.learn.dl)
+        total = 'noinfer' if n is None else n   # fastprogress's word for "unknown length": the bar shows [i/?]
+        if self.mbar is not None: self.pbar = self._bar_cls(self.learn.dl, total=total, parent=self.mbar, leave=False)
         elif self.learn.is_fitting: return   # plain mode
         else:   # validate / get_preds outside fit: a bar of its own, unless in plain mode
             mode = self.mode or progress_mode()
             if mode == 'plain': return
-            self.pbar = _bar_classes(mode)[1](self.learn.dl, leave=False)
+            self.pbar = _bar_classes(mode)[1](self.learn.dl, total=total, leave=False)
         self.pbar.update(0)
     before_train = before_validate = _launch_bar
 
@@ -118,7 +133,7 @@ class ProgressCallback(Callback):
         if self.old_logger is not None: self.learn.logger, self.old_logger = self.old_logger, None
         if 'run_train' in self.__dict__: self.run_train, self.run_valid = True, True
 
-# %% ../../nbs/04_callback.progress.ipynb #0c9524c1
+# %% ../../nbs/04_callback.progress.ipynb #04511da9
 class ShowGraphCallback(Callback):
     "Redraw the training and validation loss curves under the progress bar after every epoch (notebooks only)."
     order, run_valid, rank0_only = 65, False, True
@@ -129,48 +144,156 @@ class ShowGraphCallback(Callback):
         if self.mbar is None or getattr(progress, 'active_mode', None) != 'notebook' or not hasattr(self.learn, 'recorder'):
             self.run = False
             return
-        self.n_train = len(self.learn.dls.train)
+        self.n_train = _n_batches(self.learn.dls.train)   # None for an iterable loader: the x axis grows with the run
 
     def after_epoch(self):
         rec = self.learn.recorder
         valid = [(i, v[1]) for i, v in zip(rec.iters, rec.values) if v[1] is not None]
+        if not rec.losses and not valid: return   # an epoch cancelled before any loss: nothing to draw yet
         curves = [(list(range(len(rec.losses))), rec.losses), ([i for i, _ in valid], [v for _, v in valid])]
-        total = self.n_train * (self.learn.n_epoch - self.learn.start_epoch)
+        total = 0 if self.n_train is None else self.n_train * (self.learn.n_epoch - self.learn.start_epoch)
         top = max(rec.losses + [v for _, v in valid])
         self.mbar.update_graph(curves, (0, max(total, len(rec.losses))), (0, top * 1.05))
 
-# %% ../../nbs/04_callback.progress.ipynb #e669ea34
-class CSVLogger(Callback):
-    "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
-    order, rank0_only = 61, True
-    def __init__(self, fname='history.csv', append:bool=False):
-        self.fname, self.append, self.file = Path(fname), append, None
+# %% ../../nbs/04_callback.progress.ipynb #605f354f
+_fastai_hypers = ('lr', 'mom', 'sqr_mom', 'wd', 'eps')
+
+def _hypers(opt) -> dict:
+    "The hyper-parameters of each parameter group of `opt` under fastai's names (`lr_0`, `mom_0`, `sqr_mom_0`, `wd_0`, `eps_0`, ...)."
+    from fastcb.callback.schedule import _opt_key   # the schedules' translation of fastai's names to torch's keys (here: an import cycle otherwise)
+    out = {}
+    for i, g in enumerate(opt.param_groups):
+        for name in _fastai_hypers:
+            try: key, idx = _opt_key(name, g, opt)
+            except ValueError: continue   # this optimizer has no such hyper-parameter
+            v = g[key] if idx is None else g[key][idx]
+            if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool): out[f'{name}_{i}'] = float(v)
+    return out
+
+class ScalarLogger(Callback):
+    "Base class of loggers: write the Recorder's row after every epoch, and the training loss and hyper-parameters every `n_steps` steps."
+    order, run_valid, rank0_only, run_in_lr_find = 61, False, True, False
+    state_attrs = ()   # what a subclass keeps in its state besides the step
+
+    def __init__(self, n_steps:int|None=None, # log the training scalars every `n_steps` training steps; None: per epoch only
+                ):
+        if n_steps is not None and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
+            raise ValueError(f"{type(self).__name__}: n_steps must be a positive whole number of training steps, or None "
+                             f"to log once per epoch only; got {n_steps!r}")
+        self.n_steps, self._first_step, self._iter0, self._resuming, self._open = n_steps, 0, 0, False, False
+        self.run_train = n_steps is not None   # logging per epoch only: no call at all per batch
+
+    @property
+    def step(self) -> int:
+        "Training steps done in this run (a resumed fit counts on from its checkpoint)."
+        learn = self.learn
+        return self._first_step + (learn.train_iter - self._iter0 if learn is not None else 0)
+
+    def open_run(self, resume:bool):
+        "Open the destination, or raise if it cannot be written; `resume`: continue the run saved by `state_dict`."
+    def log_step(self, values:dict, step:int):
+        "Write the training scalars `values` of training step `step`."
+    def log_epoch(self, values:dict, step:int):
+        "Write the Recorder's row for an epoch, `values` keyed by column name, at training step `step`."
+    def close_run(self):
+        "Close the destination (after every fit whose `open_run` succeeded)."
 
     def before_fit(self):
-        if not hasattr(self.learn, 'recorder'): raise ValueError("CSVLogger needs the Recorder callback on the learner")
-        self.log_path = Path(self.learn.path) / self.fname
-        try: self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OSError(f"CSVLogger cannot create the folder {self.log_path.parent} for its log ({e.strerror}): "
-                          "pass a fname in a writable place") from None
-        header = ','.join(self.learn.recorder.metric_names)
-        write_header = True
-        if self.append and self.log_path.exists() and self.log_path.stat().st_size > 0:
-            with self.log_path.open() as f: first = f.readline().rstrip('\n')
-            if first != header:
-                raise ValueError(f"CSVLogger: {self.log_path} has the columns {first!r}, but this fit logs {header!r}. "
-                                 "Use another file, or append=False to overwrite it.")
-            write_header = False
-        self.file = self.log_path.open('a' if self.append else 'w')
-        if write_header: self.file.write(header + '\n'); self.file.flush()
+        if getattr(self.learn, 'recorder', None) is None:
+            raise ValueError(f"{type(self).__name__} needs the Recorder callback on the learner")
+        resume, self._resuming = self._resuming, False
+        if not resume: self._first_step = 0
+        self._iter0 = self.learn.train_iter   # the step is counted from the learner's own counter: nothing to do per batch
+        self.open_run(resume)
+        self._open = True
+
+    def after_batch(self):
+        step = self._first_step + self.learn.train_iter - self._iter0
+        if step % self.n_steps: return
+        rec = self.learn.recorder
+        rec.smooth_loss.flush()   # one transfer of the losses pending since the last flush
+        if rec.losses: self.log_step({'train_loss': rec.losses[-1], **_hypers(self.learn.opt)}, step)
 
     def after_epoch(self):
-        self.file.write(','.join('' if v is None else str(v) for v in self.learn.recorder.log) + '\n')
-        self.file.flush()
+        rec = self.learn.recorder
+        self.log_epoch(dict(zip(rec.metric_names, rec.log)), self.step)
 
     def cleanup_fit(self):
-        if self.file is not None: self.file.close(); self.file = None
+        if self._open: self._open = False; self.close_run()
+
+    def state_dict(self) -> dict:
+        "The step counter and the attributes named in `state_attrs` (plain Python, for checkpoints)."
+        return {'step': self.step, **{k: getattr(self, k) for k in self.state_attrs}}
+
+    def load_state_dict(self, state:dict):
+        "Restore the position in the run saved by `state_dict`; the next fit continues that run."
+        keys = {'step', *self.state_attrs}
+        if set(state) != keys:
+            raise KeyError(f"{type(self).__name__}.load_state_dict expects the keys {sorted(keys)}, got {sorted(state)}")
+        for k in self.state_attrs: setattr(self, k, state[k])
+        self._first_step, self._resuming = state['step'], True
+        self._iter0 = self.learn.train_iter if self.learn is not None else 0
+
+# %% ../../nbs/04_callback.progress.ipynb #862b1c01
+class CSVLogger(ScalarLogger):
+    "Write the epoch table (the Recorder's rows) to a CSV file, one flushed row per epoch."
+    def __init__(self, fname:str|Path='history.csv', # the file, relative to `learn.path`
+                 append:bool=False, # add to an existing file with the same columns instead of overwriting it
+                ):
+        super().__init__(n_steps=None)
+        self.fname, self.append, self.file, self.log_path, self._offset = Path(fname), append, None, None, 0
+
+    def open_run(self, resume:bool):
+        "Open the log: a new file with the header, or the existing one to add to (`append`, or a resume after a checkpoint)."
+        path = Path(self.log_path) if resume else Path(self.learn.path) / self.fname
+        try: path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"CSVLogger cannot create the folder {path.parent} for its log ({e.strerror}): "
+                          "pass a fname in a writable place") from None
+        header = ','.join(self.learn.recorder.metric_names)
+        existing = path.exists() and path.stat().st_size > 0
+        keep = (resume or self.append) and existing
+        if keep:
+            with path.open() as f: first = f.readline().rstrip('\n')
+            if first != header:
+                raise ValueError(f"CSVLogger: {path} has the columns {first!r}, but this fit logs {header!r}. "
+                                 "Use another file, or append=False to overwrite it.")
+            if resume and self._offset > path.stat().st_size:
+                raise ValueError(f"CSVLogger: {path} is shorter ({path.stat().st_size} bytes) than when the checkpoint was "
+                                 f"taken ({self._offset} bytes), so it is not that run's log: move it away to start a new one")
+        try: self.file = path.open('r+' if resume and keep else 'a' if keep else 'w')
+        except OSError as e:
+            raise OSError(f"CSVLogger cannot write its log {path} ({e.strerror}): pass a fname in a writable place") from None
+        if resume and keep: self.file.truncate(self._offset); self.file.seek(self._offset)   # rows after the checkpoint go
+        self.log_path = path
+        if not keep: self.file.write(header + '\n'); self.file.flush()
+
+    def log_epoch(self, values:dict, step:int):
+        "Write the epoch's row and flush it, so a crashed run keeps its history."
+        self.file.write(','.join('' if v is None else str(v) for v in values.values()) + '\n')
+        self.file.flush()
+
+    def close_run(self):
+        "Close the log file."
+        self.file.close(); self.file = None
+
+    def state_dict(self) -> dict:
+        "The log file, the bytes of it this run has written, and the step counter (plain Python, for checkpoints)."
+        if self.file is not None: self._offset = self.file.tell()
+        elif self.log_path is not None and Path(self.log_path).exists(): self._offset = Path(self.log_path).stat().st_size
+        return {'step': self.step, 'log_path': None if self.log_path is None else str(self.log_path), 'offset': self._offset}
+
+    def load_state_dict(self, state:dict):
+        "Continue the log saved by `state_dict` at the next fit: same file, rows after the checkpoint dropped."
+        unknown = set(state) - {'step', 'log_path', 'offset'}
+        if unknown: raise KeyError(f"CSVLogger.load_state_dict got unknown keys {sorted(unknown)}; it saves step, log_path, offset")
+        if state.get('log_path') is None:   # saved before any fit: nothing to continue, the next fit starts a new log
+            self._first_step, self._resuming = 0, False
+            return
+        self.log_path, self._offset = Path(state['log_path']), state['offset']
+        self._first_step, self._resuming = state['step'], True
+        self._iter0 = self.learn.train_iter if self.learn is not None else 0
 
     def read_log(self) -> list[dict]:
         "The rows written so far, as dicts keyed by column name."
-        with self.log_path.open() as f: return list(csv.DictReader(f))
+        with Path(self.log_path).open() as f: return list(csv.DictReader(f))
