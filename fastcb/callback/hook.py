@@ -226,14 +226,13 @@ class ActivationStats(HookCallback):
     def after_cancel_batch(self): self._cancelled = True
 
     def after_batch(self):
+        cancelled, self._cancelled = self._cancelled, False
         if not self.learn.training or not self._on: return
         stored = self.hooks.stored
         missing = [n for n, s in zip(self.layer_names, stored) if s is None]
-        if self._cancelled:   # a batch skipped (CancelBatchException) before or during the forward pass is not recorded
-            self._cancelled = False
-            if missing:
-                for h in self.hooks: h.stored = None
-                return
+        if cancelled and missing:   # a batch skipped (CancelBatchException) before or during the forward pass is not recorded
+            for h in self.hooks: h.stored = None
+            return
         if missing:
             raise RuntimeError(f"ActivationStats: the layers {missing} did not run in this batch's forward pass, so they "
                                "have no statistics; pass modules=[...] with the layers the model uses")
@@ -336,7 +335,7 @@ def dead_chart(self, idx=None, figsize=None):
     fig.tight_layout()
     return list(axs.flat[:len(idxs)])
 
-# %% ../../nbs/08_callback.hook.ipynb #ca723d3b
+# %% ../../nbs/08_callback.hook.ipynb #a74978c5
 class _Text(str):
     "A string that a notebook shows as text, not as a quoted repr."
     def __repr__(self): return str(self)
