@@ -414,3 +414,26 @@ def test_rnn_reset_like_fastai():
     with torch.no_grad():
         out, _ = model.rnn(x, None)
         torch.testing.assert_close(pred, model.head(out[:, -1]))
+
+
+# ---- On a GPU: MixUp and CutMix draw on the host, so they add no host-device synchronisation per batch -------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+@pytest.mark.parametrize('kind', ['MixUp', 'CutMix'])
+def test_gpu_mix_sync_count_does_not_grow(kind, capsys):
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sync_count import fit_syncs
+    from fastcb.callback import mixup
+    def make(n_batches, bs=64):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n_batches * bs, 1, 8, 8, generator=g).cuda()
+        y = torch.randint(0, 10, (n_batches * bs,), generator=g).cuda()
+        bl = batches(x, y, bs)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
+        learn = Learner(DataLoaders(bl, bl[:5], device='cuda', loss_func=CrossEntropyLossFlat()), model, cbs=getattr(mixup, kind)())
+        learn.remove_cb(learn.cb('ProgressCallback'))
+        return learn
+    n100, n200 = fit_syncs(make(100)), fit_syncs(make(200))
+    with capsys.disabled(): print(f"\n[{kind}] host syncs: 100 batches -> {n100}, 200 -> {n200}")
+    assert n200 == n100, (n100, n200)
