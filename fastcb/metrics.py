@@ -8,7 +8,8 @@ import torch
 from .recorder import Metric, find_bs
 
 # %% auto #0
-__all__ = ['rmse', 'accuracy', 'error_rate', 'top_k_accuracy', 'accuracy_multi', 'F1Score', 'mse', 'mae', 'RMSE', 'R2Score']
+__all__ = ['rmse', 'accuracy', 'error_rate', 'top_k_accuracy', 'accuracy_multi', 'Precision', 'Recall', 'FBeta', 'F1Score', 'mse',
+           'mae', 'RMSE', 'R2Score']
 
 # %% ../nbs/03_metrics.ipynb #14c16b94
 def accuracy(inp, targ, axis:int=-1):
@@ -37,33 +38,87 @@ def accuracy_multi(inp, targ, thresh:float=0.5, sigmoid:bool=True):
     return ((inp > thresh) == targ.bool()).float().mean()
 
 # %% ../nbs/03_metrics.ipynb #1b75510e
-class F1Score(Metric):
-    "F1 score for single-label multi-class classification, from counts accumulated over the loader."
-    def __init__(self, average:str='macro'):
-        if average not in ('macro', 'micro', 'weighted'):
-            raise ValueError(f"F1Score average must be 'macro', 'micro' or 'weighted', got {average!r}")
-        self.average = average
+_averages = ('binary', 'macro', 'micro', 'weighted')
+
+class _ClassCounts(Metric):
+    "Base of the scores built from per-class true positive, false positive and false negative counts."
+    _fn_name = None
+    def __init__(self, axis:int=-1, # the class axis of the predictions
+                 labels=None, # not supported (fastai passes it to scikit-learn); must stay None
+                 pos_label:int=1, # the positive class, for average='binary'
+                 average:str='binary', # 'binary', 'macro', 'micro' or 'weighted'
+                 sample_weight=None, # not supported; must stay None
+                ):
+        if average not in _averages:
+            raise ValueError(f"{type(self).__name__} average must be one of {', '.join(map(repr, _averages))}, got {average!r}")
+        if labels is not None or sample_weight is not None:
+            raise ValueError(f"{type(self).__name__}: labels= and sample_weight= are not supported; leave them out")
+        self.axis, self.pos_label, self.average = axis, pos_label, average
         self.reset()
+
     def reset(self): self.tp = self.fp = self.fn = None
+
     def accumulate(self, learn):
-        pred, targ = learn.pred.argmax(dim=-1), learn.yb[0]
-        n = learn.pred.shape[-1]
+        n = learn.pred.shape[self.axis]
+        if self.average == 'binary' and n != 2:
+            raise ValueError(f"{type(self).__name__}(average='binary') scores class {self.pos_label} of a two-class problem, but the "
+                             f"predictions have {n} classes: pass average='macro', 'micro' or 'weighted'")
+        pred, targ = learn.pred.argmax(dim=self.axis).reshape(-1), learn.yb[0].reshape(-1)
         p = torch.nn.functional.one_hot(pred, n).bool()
-        t = torch.nn.functional.one_hot(targ, n).bool()
+        t = torch.nn.functional.one_hot(targ.long(), n).bool()
         tp, fp, fn = (p & t).sum(0), (p & ~t).sum(0), (~p & t).sum(0)
         if self.tp is None: self.tp, self.fp, self.fn = tp, fp, fn
         else: self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
+
+    def _score(self, tp, fp, fn):
+        "The score from counts (tensors: one per class, or pooled)."
+        raise NotImplementedError
+
     @property
     def value(self):
         if self.tp is None: return None
         tp, fp, fn = self.tp.float(), self.fp.float(), self.fn.float()
-        if self.average == 'micro': return 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp_min(1)
-        f1 = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
-        if self.average == 'macro': return f1.mean()
+        if self.average == 'micro': return self._score(tp.sum(), fp.sum(), fn.sum())
+        s = self._score(tp, fp, fn)
+        if self.average == 'binary': return s[self.pos_label]
+        if self.average == 'macro':
+            seen = (tp + fp + fn) > 0   # scikit-learn averages over the classes in the targets or the predictions
+            return (s * seen).sum() / seen.sum().clamp_min(1)
         support = tp + fn
-        return (f1 * support).sum() / support.sum().clamp_min(1)
+        return (s * support).sum() / support.sum().clamp_min(1)
+
     @property
-    def name(self): return 'f1_score' if self.average == 'macro' else f'f1_{self.average}'
+    def name(self): return self._fn_name
+
+def _ratio(a, b): return a / b.clamp_min(1)   # 0 where the denominator is 0, scikit-learn's zero_division default
+
+class Precision(_ClassCounts):
+    "Precision, tp / (tp + fp), from counts accumulated over the loader (fastai's `Precision`)."
+    _fn_name = 'precision_score'
+    def _score(self, tp, fp, fn): return _ratio(tp, tp + fp)
+
+class Recall(_ClassCounts):
+    "Recall, tp / (tp + fn), from counts accumulated over the loader (fastai's `Recall`)."
+    _fn_name = 'recall_score'
+    def _score(self, tp, fp, fn): return _ratio(tp, tp + fn)
+
+class FBeta(_ClassCounts):
+    "F-beta score, (1 + β²) tp / ((1 + β²) tp + β² fn + fp), from counts accumulated over the loader (fastai's `FBeta`)."
+    _fn_name = 'fbeta_score'
+    def __init__(self, beta:float, # the weight of recall against precision
+                 axis:int=-1, labels=None, pos_label:int=1, average:str='binary', sample_weight=None):
+        if not beta > 0: raise ValueError(f"FBeta: beta must be > 0, got {beta!r}")
+        self.beta = float(beta)
+        super().__init__(axis=axis, labels=labels, pos_label=pos_label, average=average, sample_weight=sample_weight)
+    def _score(self, tp, fp, fn):
+        b2 = self.beta ** 2
+        return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+
+class F1Score(FBeta):
+    "F1 score, the harmonic mean of precision and recall, from counts accumulated over the loader (fastai's `F1Score`)."
+    _fn_name = 'f1_score'
+    def __init__(self, axis:int=-1, labels=None, pos_label:int=1, average:str='binary', sample_weight=None):
+        super().__init__(1., axis=axis, labels=labels, pos_label=pos_label, average=average, sample_weight=sample_weight)
 
 # %% ../nbs/03_metrics.ipynb #30ee1da0
 def _flat_pair(inp, targ):

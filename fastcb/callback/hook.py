@@ -4,10 +4,11 @@
 
 # %% ../../nbs/08_callback.hook.ipynb #5be4e2a0
 from __future__ import annotations
-import math
+import math, functools
 import torch
 from torch import nn
-from .core import Callback, patch_to
+from .core import Callback, patch_to, sort_callbacks
+from ..learner import Learner, to_device
 
 # %% auto #0
 __all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'has_params', 'flatten_model', 'dummy_eval', 'model_sizes',
@@ -205,7 +206,7 @@ class ActivationStats(HookCallback):
         self.with_hist, self.bins, self.hist_range, self.near_zero = with_hist, int(bins), (float(lo), float(hi)), float(near_zero)
         self._reset()
 
-    def _reset(self): self._stats, self._hists, self._pending, self._pending_hist = [], [], [], []
+    def _reset(self): self._stats, self._hists, self._pending, self._pending_hist, self._cancelled = [], [], [], [], False
 
     def hook(self, m, i, o):
         "Mean, std and fraction near zero of the output `o` as one tensor on its device (and its histogram if `with_hist`)."
@@ -222,10 +223,16 @@ class ActivationStats(HookCallback):
         super().before_fit()
         self._reset()
 
+    def after_cancel_batch(self): self._cancelled = True
+
     def after_batch(self):
+        cancelled, self._cancelled = self._cancelled, False
         if not self.learn.training or not self._on: return
         stored = self.hooks.stored
         missing = [n for n, s in zip(self.layer_names, stored) if s is None]
+        if cancelled and missing:   # a batch skipped (CancelBatchException) before or during the forward pass is not recorded
+            for h in self.hooks: h.stored = None
+            return
         if missing:
             raise RuntimeError(f"ActivationStats: the layers {missing} did not run in this batch's forward pass, so they "
                                "have no statistics; pass modules=[...] with the layers the model uses")
@@ -327,3 +334,72 @@ def dead_chart(self, idx=None, figsize=None):
     for ax in list(axs.flat)[len(idxs):]: ax.axis('off')
     fig.tight_layout()
     return list(axs.flat[:len(idxs)])
+
+# %% ../../nbs/08_callback.hook.ipynb #a74978c5
+class _Text(str):
+    "A string that a notebook shows as text, not as a quoted repr."
+    def __repr__(self): return str(self)
+
+def _shape_of(o) -> str:
+    "`64 x 32` for a tensor, a list of shapes for several outputs, '' if there is no tensor."
+    if isinstance(o, torch.Tensor): return ' x '.join(map(str, o.shape)) or 'scalar'
+    if isinstance(o, (list, tuple)): return ', '.join(s for s in map(_shape_of, o) if s)
+    if isinstance(o, dict): return _shape_of(list(o.values()))
+    return ''
+
+def _trainable(ps:list) -> str:
+    if not ps: return ''
+    n = sum(p.requires_grad for p in ps)
+    return 'True' if n == len(ps) else 'False' if n == 0 else 'partly'
+
+def _opt_desc(learn) -> str:
+    if learn.opt is None:
+        f = learn.opt_func.func if isinstance(learn.opt_func, functools.partial) else learn.opt_func
+        return f"{getattr(f, '__name__', type(f).__name__)} (created by the first fit)"
+    lrs = sorted({g['lr'] for g in learn.opt.param_groups})
+    n = len(learn.opt.param_groups)
+    return f"{type(learn.opt).__name__}, {n} parameter group{'s' if n > 1 else ''}, lr {', '.join(f'{lr:g}' for lr in lrs)}"
+
+def _first_batch(learn):
+    "The inputs of the first training batch, on the learner's device; the loader's position is put back."
+    from fastcb.data import loader_state_dict, load_loader_state_dict
+    dl = learn.dls.train
+    if dl is None: raise ValueError("summary runs one training batch through the model, but there is no training loader")
+    sd = loader_state_dict(dl)
+    try: b = next(iter(dl))
+    finally:
+        if sd is not None: load_loader_state_dict(dl, sd)
+    if not isinstance(b, (tuple, list)): b = (b,)
+    return tuple(to_device(b[:getattr(learn.dls, 'n_inp', 1)], learn.device))
+
+@patch_to(Learner)
+def summary(self, xb:tuple|None=None, # the inputs to run (a tuple); `None`: the first training batch's
+           ) -> str:
+    "Each leaf layer's output shape, parameter count and trainability on one batch, the totals, optimizer, loss and callbacks."
+    xb = _first_batch(self) if xb is None else tuple(xb)
+    model, rows, names = self.model, [], {id(m): n for n, m in self.model.named_modules()}
+    leaves = flatten_model(model)
+    def record(m, i, o): rows.append((m, _shape_of(o)))
+    modes = [m.training for m in model.modules()]
+    try:
+        with Hooks(leaves, record, detach=False), torch.no_grad(): model.eval()(*xb)
+    finally:
+        for m, t in zip(model.modules(), modes): m.training = t
+    ran = {id(m) for m, _ in rows}
+    rows += [(m, 'did not run') for m in leaves if id(m) not in ran]
+    table = [(f"{names.get(id(m)) or '?'} ({type(m).__name__})", shape, list(m.parameters(recurse=False))) for m, shape in rows]
+    w = max([len('Layer (type)')] + [len(t[0]) for t in table]) + 2
+    ws = max([len('Output shape')] + [len(t[1]) for t in table]) + 2
+    line = '=' * (w + ws + 22)
+    out = [f"{type(model).__name__} (input shape: {_shape_of(xb)})", line,
+           f"{'Layer (type)':<{w}}{'Output shape':<{ws}}{'Params':>10}  Trainable", line]
+    for name, shape, ps in table:
+        out.append(f"{name:<{w}}{shape:<{ws}}{sum(p.numel() for p in ps):>10,}  {_trainable(ps)}".rstrip())
+    params = list(model.parameters())
+    total, trained = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+    loss = self.loss_func
+    out += [line, f"Total params: {total:,}", f"Trainable params: {trained:,}", f"Non-trainable params: {total - trained:,}", '',
+            f"Optimizer: {_opt_desc(self)}",
+            f"Loss function: {loss!r}" if isinstance(loss, nn.Module) else f"Loss function: {getattr(loss, '__name__', type(loss).__name__)}",
+            '', 'Callbacks (in the order they are called):'] + [f"  - {type(c).__name__}" for c in sort_callbacks(self.cbs)]
+    return _Text('\n'.join(out))

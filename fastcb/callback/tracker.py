@@ -6,7 +6,8 @@
 from __future__ import annotations
 import math, operator, tempfile, warnings
 import torch
-from .core import Callback, CancelFitException, noop
+from .core import Callback, CancelFitException, noop, check_whole
+from ..recorder import Recorder
 from ..learner import expand_per_group
 
 # %% auto #0
@@ -37,7 +38,8 @@ def _say(learn, msg:str):
 
 class TrackerCallback(Callback):
     "Track the best value of `monitor` (a column of the Recorder's table) over the epochs; base of the other trackers."
-    order = 60
+    order, run_after = 60, Recorder   # the Recorder's after_epoch writes the row it reads
+    run_in_lr_find = False            # a sweep's values are not an epoch's: lr_find leaves trackers out, as fastai does
     state_attrs = ('best', 'best_epoch')
 
     def __init__(self, monitor:str='valid_loss', comp=None, min_delta:float=0., reset_on_fit:bool=True):
@@ -47,11 +49,12 @@ class TrackerCallback(Callback):
         self.monitor, self.min_delta, self.reset_on_fit = monitor, float(min_delta), reset_on_fit
         self.comp, self.lower_is_better = _resolve_comp(monitor, comp)
         self.best, self.best_epoch, self.new_best, self.has_value, self._resume = None, None, False, False, False
+        self.idx = None   # index of `monitor` in a row of `recorder.values` (and in `recorder.final_record`), set by before_fit
 
     def _initial_best(self) -> float: return math.inf if self.lower_is_better else -math.inf
 
     def before_fit(self):
-        self._idx = self._find_monitor()
+        self.idx = self._find_monitor()
         if (self.reset_on_fit or self.best is None) and not self._resume: self.best, self.best_epoch = self._initial_best(), None
         self._resume, self.new_best, self._warned = False, False, False
 
@@ -83,7 +86,7 @@ class TrackerCallback(Callback):
         "Compare the epoch's value to the best so far; set `new_best` (and `best`, `best_epoch` if it improved), and `has_value`."
         self.new_best = False
         values = self.learn.recorder.values
-        val = values[-1][self._idx] if values else None
+        val = values[-1][self.idx] if values else None
         self.has_value = val is not None
         if val is None:
             if not self._warned:
@@ -92,6 +95,9 @@ class TrackerCallback(Callback):
                 self._warned = True
             return
         if self._improved(val): self.best, self.best_epoch, self.new_best = float(val), self.learn.epoch, True
+
+    def after_fit(self):
+        "Nothing to do at the end of `fit`: here so that subclasses can call `super().after_fit()`, as in fastai."
 
     def load_state_dict(self, state:dict):
         "Restore the state saved by `state_dict`; the next `fit` continues from it instead of starting afresh."
@@ -106,8 +112,7 @@ class EarlyStoppingCallback(TrackerCallback):
 
     def __init__(self, monitor:str='valid_loss', comp=None, min_delta:float=0., patience:int=1, reset_on_fit:bool=True):
         super().__init__(monitor=monitor, comp=comp, min_delta=min_delta, reset_on_fit=reset_on_fit)
-        if not isinstance(patience, int) or patience < 1: raise ValueError(f"patience must be a whole number >= 1, got {patience!r}")
-        self.patience, self.wait, self.stopped_epoch = patience, 0, None
+        self.patience, self.wait, self.stopped_epoch = check_whole(patience, 'patience', 1), 0, None
 
     def before_fit(self):
         resume = self._resume
@@ -135,10 +140,10 @@ class SaveModelCallback(TrackerCallback):
     def __init__(self, monitor:str='valid_loss', comp=None, min_delta:float=0., fname:str='model',
                  every_epoch=False, at_end:bool=False, with_opt:bool=False, reset_on_fit:bool=True):
         super().__init__(monitor=monitor, comp=comp, min_delta=min_delta, reset_on_fit=reset_on_fit)
-        if not isinstance(every_epoch, int) or (not isinstance(every_epoch, bool) and every_epoch < 1):
-            raise ValueError(f"every_epoch must be True, False or a whole number of epochs >= 1, got {every_epoch!r}")
+        if not isinstance(every_epoch, bool): check_whole(every_epoch, 'every_epoch (True, False or a number of epochs)', 1)
         if every_epoch and at_end: raise ValueError("every_epoch and at_end cannot both be set: choose one way of saving")
         self.fname, self.every_epoch, self.at_end, self.with_opt = str(fname), int(every_epoch), at_end, with_opt
+        self.last_saved_path = None   # the file of the last save, as in fastai
 
     def _path(self, name:str): return self.learn._ckpt_path(name)
 
@@ -153,7 +158,7 @@ class SaveModelCallback(TrackerCallback):
                           "(or learn.model_dir) to a writable folder, or pass fname='/a/writable/path/model'") from None
 
     def _save(self, name:str):
-        try: self.learn.save(name, with_opt=self.with_opt)
+        try: self.last_saved_path = self.learn.save(name, with_opt=self.with_opt)
         except OSError as e:
             raise OSError(f"SaveModelCallback could not write {self._path(name)} ({e.strerror or e}); a checkpoint "
                           "already there is untouched. Free some space or pass a writable fname.") from e
@@ -185,7 +190,7 @@ class ReduceLROnPlateau(TrackerCallback):
     def __init__(self, monitor:str='valid_loss', comp=None, min_delta:float=0., patience:int=1, factor:float=10.,
                  min_lr=0, reset_on_fit:bool=True):
         super().__init__(monitor=monitor, comp=comp, min_delta=min_delta, reset_on_fit=reset_on_fit)
-        if not isinstance(patience, int) or patience < 1: raise ValueError(f"patience must be a whole number >= 1, got {patience!r}")
+        check_whole(patience, 'patience', 1)
         if factor <= 1: raise ValueError(f"factor must be > 1 (the learning rate is divided by it), got {factor}")
         self.patience, self.factor, self.min_lr, self.wait = patience, float(factor), min_lr, 0
 
@@ -213,8 +218,7 @@ class TerminateOnNaNCallback(Callback):
     order, run_valid = -9, False
 
     def __init__(self, check_every:int|None=None):
-        if check_every is not None and (not isinstance(check_every, int) or check_every < 1):
-            raise ValueError(f"check_every must be None (once per epoch) or a whole number of batches >= 1, got {check_every!r}")
+        if check_every is not None: check_whole(check_every, 'check_every (None: once per epoch)', 1)
         self.check_every, self.nan_at, self._flags, self._first = check_every, None, [], 0
 
     @property
