@@ -1,4 +1,4 @@
-"""The fast in-memory loader against torch's DataLoader (DESIGN.md section 5, tiny configuration).
+"""The fast in-memory loader against torch's DataLoader (the benchmarks' tiny configuration: MLP 64->64->10, batch 64, 2000 batches).
 
 (a) Iterating one epoch: 2000 batches of 64 vectors of 64 floats plus labels, shuffled, with fastcb's TensorLoader
     and with a torch DataLoader over a TensorDataset.

@@ -2,7 +2,7 @@
 
 A linear layer 2->2 on batches of 2 items, pre-built in a list (no DataLoader), 3000 training steps, SGD: whatever
 fastcb adds per step (dispatching events, callbacks' work) stands out instead of drowning in the model's and the
-loader's time, which on the DESIGN's tiny configuration vary by more than the overhead from run to run.
+loader's time, which on the benchmarks' tiny configuration (bench/cpu.py) vary by more than the overhead from run to run.
 Contenders: the hand-written loop; fastcb with TrainEvalCallback only; fastcb with its default callbacks (plain
 progress mode); repetitions interleaved with alternating order, medians and paired differences.
 
