@@ -210,9 +210,10 @@ def marginal_calls(f, small_train, big_train, valid):
     cc = collections.Counter()
     for (code, callee), v in c2.items(): cc[(_where(code), callee)] += v / n
     for (code, callee), v in c1.items(): cc[(_where(code), callee)] -= v / n
-    return {'call': sum(py.values()), 'c_call': sum(cc.values()),
-            'call_by_function': {k: v for k, v in py.items() if v},
-            'c_call_by_caller': {f"{k[0]} -> {k[1]}": v for k, v in cc.items() if v}}
+    r3 = lambda v: round(v, 3)   # float noise of the subtraction and division
+    return {'call': r3(sum(py.values())), 'c_call': r3(sum(cc.values())),
+            'call_by_function': {k: r3(v) for k, v in py.items() if r3(v)},
+            'c_call_by_caller': {f"{k[0]} -> {k[1]}": r3(v) for k, v in cc.items() if r3(v)}}
 
 def _merge(a, b):
     "Per-function difference a - b of two `call_by_function` dicts, nonzero entries, largest first."
