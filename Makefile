@@ -62,9 +62,21 @@ docs-test: venv
 
 test: check-export nbtest pytest docs docs-test
 
-# Benchmarks (never timed tests): prints markdown tables, writes bench/results/*.json. GPU part: bench/gpu.py on a GPU.
-bench: venv
-	OMP_NUM_THREADS=1 $(BIN)/python bench/run.py
+# Benchmarks (never timed tests): prints markdown tables, writes bench/results/*.json. GPU part: bench/gpu_peers.py on a GPU.
+# The peers (fastai, Lightning) live in a virtual environment of their own, bench/.venv, beside the same torch, so
+# that their dependencies never touch the project's; every package is pinned in bench/requirements.txt.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): bench/requirements.txt settings.ini setup.py
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(BENCH_VENV)/bin/python -m pip check
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python bench/run.py
 
 clean:
-	rm -rf $(VENV) _docs _proc _docs_build screenshots .export-check *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) _docs _proc _docs_build screenshots .export-check *.egg-info

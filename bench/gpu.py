@@ -1,4 +1,4 @@
-"""GPU benchmarks: fastcb's default fit against a hand-written loop doing the same work (DESIGN.md section 5).
+"""GPU benchmarks: fastcb's default fit against a hand-written loop doing the same work.
 
 1. MLP 64->64->10, batch 256, 2000 training + 200 validation steps, data resident on the GPU.
 2. torchvision ResNet-18 on synthetic 3x32x32 images, batch 512, 200 training + 20 validation steps,

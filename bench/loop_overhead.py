@@ -2,9 +2,10 @@
 
 A linear layer 2->2 on batches of 2 items, pre-built in a list (no DataLoader), 3000 training steps, SGD: whatever
 fastcb adds per step (dispatching events, callbacks' work) stands out instead of drowning in the model's and the
-loader's time, which on the DESIGN's tiny configuration vary by more than the overhead from run to run.
+loader's time, which on the benchmarks' tiny configuration (bench/cpu.py) vary by more than the overhead from run to run.
 Contenders: the hand-written loop; fastcb with TrainEvalCallback only; fastcb with its default callbacks (plain
-progress mode); repetitions interleaved with alternating order, medians and paired differences.
+progress mode); repetitions interleaved with alternating order, medians and paired differences of the
+process's CPU time (one thread: it does not count the moments the machine's other tenants run instead of us).
 
     python bench/loop_overhead.py [--reps 15] [--steps 3000]
 """
@@ -25,18 +26,18 @@ def model():
 def hand_written(batches):
     m, loss_func = model(), nn.CrossEntropyLoss()
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     m.train()
     for xb, yb in batches:
         loss = loss_func(m(xb), yb)
         loss.backward(); opt.step(); opt.zero_grad()
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 def _fastcb(batches, **kw):
     learn = Learner(DataLoaders(batches, None), model(), nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, lr=0.1, **kw)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with learn.no_logging(): learn.fit(1)
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 def fastcb_bare(batches): return _fastcb(batches, default_cbs=False, cbs=TrainEvalCallback())
 def fastcb_default(batches): return _fastcb(batches)
