@@ -157,7 +157,7 @@ def contenders():
     return c
 
 def valid_loss(model, valid, bf16):
-    model.eval()
+    model.to(DEV).eval()   # Lightning's teardown moves the model back to the CPU
     with torch.no_grad(), autocast(bf16):
         return statistics.fmean(nn.CrossEntropyLoss()(model(x), y).item() for x, y in valid)
 
