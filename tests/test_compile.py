@@ -56,8 +56,9 @@ def test_trajectory_equals_eager_and_schedules_never_recompile():
 def test_bf16_accumulation_clipping_compiled_like_eager():
     def cbs(): return [GradientAccumulation(3), GradientClip(0.5), MixedPrecision('bf16')]
     eager, comp = mlp_learner(n=224, cbs=cbs()), mlp_learner(n=224, cbs=cbs()).compile(step=True, backend='eager')
+    n = _frames()
     eager.fit(2); comp.fit(2)
-    assert comp.compiled_step.eager_reason is None
+    assert comp.compiled_step.eager_reason is None and _frames() > n       # it did compile
     torch.testing.assert_close(torch.tensor(comp.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses))
     torch.testing.assert_close(_params(comp), _params(eager))
     assert comp.opt.state[next(comp.model.parameters())]['step'].item() == 6   # 7 batches per epoch: steps at 3, 6, 7
@@ -143,3 +144,21 @@ def test_mode_and_bad_arguments():
     assert sum(isinstance(c, CompiledStep) for c in learn.cbs) == 1
     learn.uncompile()
     assert learn.cb(CompiledStep) is None
+
+class CpuFp16(MixedPrecision):
+    "float16 autocast and a gradient scaler on the CPU (MixedPrecision keeps fp16 for GPUs): the scaler path, testable here."
+    def __init__(self): super().__init__('fp16', init_scale=2.**10)
+    def _check_device(self):
+        self.device_type, self._autocast = 'cpu', torch.autocast('cpu', dtype=torch.float16)
+        if self.scaler is None: self.scaler = torch.amp.GradScaler('cpu', init_scale=self.init_scale)
+
+def test_fp16_scaler_combined_with_the_compiled_step():
+    def cbs(): return [CpuFp16(), GradientClip(0.5), GradientAccumulation(2)]
+    eager, comp = mlp_learner(cbs=cbs()), mlp_learner(cbs=cbs()).compile(step=True, backend='eager')
+    n = _frames()
+    eager.fit(2); comp.fit(2)
+    assert comp.compiled_step.eager_reason is None and _frames() > n       # it did compile
+    torch.testing.assert_close(torch.tensor(comp.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses))
+    torch.testing.assert_close(_params(comp), _params(eager))
+    assert comp.cpu_fp16.scaler.get_scale() == eager.cpu_fp16.scaler.get_scale()   # the same growth and backoff
+    assert comp.step_owner('backward') is None and not torch.is_autocast_enabled('cpu')
