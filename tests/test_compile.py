@@ -162,3 +162,25 @@ def test_fp16_scaler_combined_with_the_compiled_step():
     torch.testing.assert_close(_params(comp), _params(eager))
     assert comp.cpu_fp16.scaler.get_scale() == eager.cpu_fp16.scaler.get_scale()   # the same growth and backoff
     assert comp.step_owner('backward') is None and not torch.is_autocast_enabled('cpu')
+
+def test_resume_from_a_state_is_exact_in_compiled_mode():
+    "Stopped after epoch 1 and resumed in a new process-like learner: the same weights, bit for bit, as without the stop."
+    from fastcb.learner import _clone
+    class Snapshot(Callback):
+        order = 99
+        def after_epoch(self):
+            if self.epoch == 0: self.state = _clone(self.learn.state_dict())
+    def new():
+        learn = mlp_learner(n=160, cbs=[GradientAccumulation(2), MixedPrecision('bf16')]).compile(step=True, backend='eager')
+        learn.dls.train.shuffle = False          # the loader's order is the checkpoint module's business, not this test's
+        return learn
+    whole, snap = new(), Snapshot()
+    whole.add_cb(snap)
+    whole.fit(3)
+    resumed = new()
+    resumed.add_cb(Snapshot())
+    resumed.create_opt()
+    resumed.load_state_dict(snap.state)
+    resumed.fit(3, start_epoch=1)
+    assert resumed.compiled_step.eager_reason is None
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.parameters(), whole.model.parameters()))
