@@ -40,12 +40,29 @@ def test_compiled_step_matches_eager_without_recompiles_or_syncs(mode):
     assert all(isinstance(v, float) for v in comp.recorder.lrs)
 
 @pytest.mark.parametrize('mode', [None, 'reduce-overhead'])
-def test_compiled_step_bf16_channels_last_accumulation_clipping(mode):
-    from fastcb.all import MixedPrecision, ChannelsLast, GradientClip, GradientAccumulation
-    def cbs(): return [MixedPrecision('bf16'), ChannelsLast(), GradientClip(1.), GradientAccumulation(2)]
+def test_compiled_step_bf16_channels_last_clipping(mode):
+    from fastcb.all import MixedPrecision, ChannelsLast, GradientClip
+    def cbs(): return [MixedPrecision('bf16'), ChannelsLast(), GradientClip(1.)]
     eager, comp = _learner(cnn=True, cbs=cbs()), _learner(cnn=True, cbs=cbs()).compile(step=True, mode=mode)
     eager.fit(2); comp.fit(2)
     assert comp.compiled_step.eager_reason is None
     e, c = torch.tensor(eager.recorder.raw_losses), torch.tensor(comp.recorder.raw_losses)
     torch.testing.assert_close(c, e, rtol=3e-2, atol=3e-2)      # bf16
     assert comp.mixed_precision.run_train and not torch.is_autocast_enabled('cuda')
+
+def test_accumulation_compiled_without_graphs_and_refused_with_them():
+    from fastcb.all import GradientAccumulation, GradientClip
+    def cbs(): return [GradientAccumulation(3), GradientClip(1.)]
+    eager, comp = _learner(cbs=cbs()), _learner(cbs=cbs()).compile(step=True)
+    eager.fit(2); comp.fit(2)
+    assert comp.compiled_step.eager_reason is None
+    torch.testing.assert_close(torch.tensor(comp.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses), rtol=2e-3, atol=2e-3)
+    graphs = _learner(cbs=cbs()).compile(step=True, mode='reduce-overhead')
+    with pytest.warns(UserWarning, match="without mode= for gradient accumulation"): graphs.fit(1)
+
+def test_fp16_scaler_compiled():
+    eager, comp = _learner().to_fp16(), _learner().to_fp16().compile(step=True)
+    eager.fit(2); comp.fit(2)
+    assert comp.compiled_step.eager_reason is None
+    torch.testing.assert_close(torch.tensor(comp.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses), rtol=1e-2, atol=1e-2)
+    assert comp.mixed_precision.scaler.get_scale() == eager.mixed_precision.scaler.get_scale()
