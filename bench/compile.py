@@ -16,7 +16,8 @@ Times are the process's CPU time on the CPU (one thread: other processes on the 
 on the GPU. Deterministic counts, each in a separate epoch: Python and C function calls per step (sys.setprofile), and on
 the GPU host-device synchronisations per fit (torch.cuda.set_sync_debug_mode('warn')).
 
-    python bench/compile.py [--reps 5] [--cpu-only | --gpu-only] [--backend inductor] [--json-cpu bench/results/compile_cpu.json]
+    python bench/compile.py [--reps 5] [--cpu-only | --gpu-only] [--gpu-configs mlp resnet] [--backend inductor]
+                            [--json-cpu bench/results/compile_cpu.json] [--json-gpu bench/results/compile_gpu.json]
 """
 import argparse, gc, json, os, platform, statistics, sys, time, warnings
 import torch
@@ -152,12 +153,13 @@ def cpu_section(reps, backend):
         rows += bench(name, contenders, steps, bs, reps, 'cpu')
     return rows
 
-def gpu_section(reps, backend):
+GPU_CONFIGS = {'mlp': ('MLP 64-64-10, batch 256, data on GPU', mlp, (64,), 256, 500, {}),
+               'resnet': ('ResNet-18 3x32x32, batch 512, bf16, channels-last', resnet18, (3, 32, 32), 512, 50,
+                          {'dtype': torch.bfloat16, 'channels_last': True})}
+
+def gpu_section(reps, backend, which=('mlp', 'resnet')):
     dev, rows = 'cuda', []
-    configs = (('MLP 64-64-10, batch 256, data on GPU', mlp, (64,), 256, 500, {}),
-               ('ResNet-18 3x32x32, batch 512, bf16, channels-last', resnet18, (3, 32, 32), 512, 50,
-                {'dtype': torch.bfloat16, 'channels_last': True}))
-    for name, make, shape, bs, steps, kw in configs:
+    for name, make, shape, bs, steps, kw in (GPU_CONFIGS[k] for k in which):
         train = batches(steps, bs, shape, device=dev)
         contenders = {'hand-written eager': HandWritten(make(dev), train, device=dev, **kw),
                       'fastcb eager': Fastcb(make(dev), train, device=dev, **kw),
@@ -185,6 +187,7 @@ if __name__ == '__main__':
     p.add_argument('--cpu-only', action='store_true'); p.add_argument('--gpu-only', action='store_true')
     p.add_argument('--json-cpu', default=None, help='write the CPU rows here (e.g. bench/results/compile_cpu.json)')
     p.add_argument('--json-gpu', default=os.path.join(RESULTS, 'compile_gpu.json'))
+    p.add_argument('--gpu-configs', nargs='+', default=['mlp', 'resnet'], choices=list(GPU_CONFIGS))
     a = p.parse_args()
     meta = {'torch': torch.__version__, 'python': platform.python_version(), 'backend': a.backend, 'reps': a.reps}
     if not a.gpu_only:
@@ -195,7 +198,7 @@ if __name__ == '__main__':
         if not torch.cuda.is_available():
             print("\nNo CUDA GPU: the GPU section was skipped.")
         else:
-            rows = gpu_section(a.reps, a.backend)
+            rows = gpu_section(a.reps, a.backend, a.gpu_configs)
             print_table(rows, f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
             os.makedirs(os.path.dirname(a.json_gpu), exist_ok=True)
             json.dump({**meta, 'device': torch.cuda.get_device_name(), 'rows': rows}, open(a.json_gpu, 'w'), indent=1)

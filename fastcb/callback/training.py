@@ -174,7 +174,7 @@ def compile(self, step:bool=False, # compile the whole training step (forward, l
         raise RuntimeError("torch.compile is not supported on this platform/Python version; train without learn.compile()")
     self.uncompile()
     if step:
-        from .compile import CompiledStep
+        from fastcb.callback.compile import CompiledStep
         return self.add_cb(CompiledStep(mode=mode, dynamic=dynamic, **kwargs))
     self.model.compile(mode=mode, dynamic=dynamic, **kwargs)
     if check:
