@@ -184,3 +184,38 @@ def test_resume_from_a_state_is_exact_in_compiled_mode():
     resumed.fit(3, start_epoch=1)
     assert resumed.compiled_step.eager_reason is None
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.parameters(), whole.model.parameters()))
+
+def test_a_callback_joining_mid_fit_with_an_inside_event_switches_to_eager():
+    class Watch(Callback):
+        order = 99
+        def before_fit(self): self.modes = []
+        def after_train(self): self.modes.append(self.learn.compiled_step.compiled)
+        def after_epoch(self):
+            if self.epoch == 0: self.learn.add_cb(AddL1())      # joins at the next epoch
+    learn = mlp_learner().compile(step=True, backend='eager')
+    watch = Watch()
+    with pytest.warns(UserWarning, match="AddL1 handles 'after_loss'"):
+        learn.fit(3, cbs=watch)
+    assert watch.modes == [True, False, False]
+
+def test_channels_last_cnn_compiled_like_eager():
+    def cnn_learner():
+        torch.manual_seed(0)
+        x, y = torch.randn(96, 3, 8, 8), torch.randint(0, 4, (96,))
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten(), nn.Linear(8, 4))
+        learn = Learner(DataLoaders(TensorLoader(x, y, bs=32, shuffle=True, seed=0), None), model, nn.CrossEntropyLoss(),
+                        lr=1e-2, cbs=[ChannelsLast(), MixedPrecision('bf16')])
+        learn.remove_cb(ProgressCallback); learn.logger = noop
+        return learn
+    eager, comp = cnn_learner(), cnn_learner().compile(step=True, backend='eager')
+    eager.fit(2); comp.fit(2)
+    assert comp.compiled_step.eager_reason is None and comp.compiled_step.recompiles == 0
+    torch.testing.assert_close(_params(comp), _params(eager))
+    assert comp.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+def test_a_loss_of_several_numbers_is_explained():
+    learn = mlp_learner(loss_func=nn.CrossEntropyLoss(reduction='none')).compile(step=True, backend='eager')
+    with pytest.raises(RuntimeError) as e: learn.fit(1)
+    assert any("reduction='mean'" in n for n in e.value.__notes__)
+    assert '_do_one_batch' not in learn.__dict__
