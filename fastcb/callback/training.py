@@ -67,6 +67,16 @@ class MixedPrecision(Callback):
         self._exit()
         self._autocast = None
 
+    def _nested_save(self):
+        "A loop started inside this one (a callback calling `validate` mid-batch) enters and leaves its own autocast."
+        saved = self._autocast, self._entered
+        self._autocast = None if self.device_type is None else torch.autocast(self.device_type, dtype=self.dtype)
+        self._entered = False
+        return saved
+    def _nested_restore(self, saved):
+        self._exit()
+        self._autocast, self._entered = saved
+
     state_attrs = ()
     def state_dict(self) -> dict:
         "The gradient scaler's state (for float16), so that a resumed run keeps its loss scale."
@@ -152,12 +162,21 @@ class BnFreeze(Callback):
 
 # %% ../../nbs/07_callback.training.ipynb #06c019c4
 @patch_to(Learner)
-def compile(self, check:bool=True, **kwargs):
-    "Compile the model with `torch.compile` (in place); with `check`, compile now on one batch and fail clearly if it cannot."
+def compile(self, step:bool=False, # compile the whole training step (forward, loss, backward, optimizer step), not only the model
+            mode:str|None=None, # torch.compile mode: None, 'reduce-overhead' (CUDA graphs), 'max-autotune'...
+            dynamic:bool|None=None, # None: shapes become dynamic after a first change of shape; True: from the start
+            check:bool=True, # model only: compile now on one batch and fail clearly if it cannot
+            **kwargs, # more torch.compile arguments: backend=, options=...
+           ):
+    "Compile the model (in place) or, with `step=True`, the whole training step (`CompiledStep`), with `torch.compile`."
     import torch._dynamo
     if not torch._dynamo.is_dynamo_supported():
         raise RuntimeError("torch.compile is not supported on this platform/Python version; train without learn.compile()")
-    self.model.compile(**kwargs)
+    self.uncompile()
+    if step:
+        from fastcb.callback.compile import CompiledStep
+        return self.add_cb(CompiledStep(mode=mode, dynamic=dynamic, **kwargs))
+    self.model.compile(mode=mode, dynamic=dynamic, **kwargs)
     if check:
         b = next(iter(self.dls.valid if self.dls.valid is not None else self.dls.train))
         xb = [o.to(self.device) if isinstance(o, torch.Tensor) else o for o in b[:getattr(self.dls, 'n_inp', 1)]]
@@ -173,6 +192,8 @@ def compile(self, check:bool=True, **kwargs):
 
 @patch_to(Learner)
 def uncompile(self):
-    "Go back to running the model eagerly."
+    "Go back to eager mode: the model runs uncompiled, and a compiled training step (`CompiledStep`) is removed."
     self.model._compiled_call_impl = None
+    compiled_step = self.cb('CompiledStep')
+    if compiled_step is not None: self.remove_cb(compiled_step)
     return self
