@@ -86,9 +86,9 @@ class TrainEvalCallback(Callback):
         learn.model.to(learn.device)  # validate/get_preds may run before any fit
         learn.model.eval()
 
-# %% ../nbs/01_learner.ipynb #1ff5dfbc
+# %% ../nbs/01_learner.ipynb #3423de46
 _stage_events = {s: (f'before_{s}', f'after_{s}', f'after_cancel_{s}') for s in ('fit', 'epoch', 'train', 'validate', 'batch', 'step', 'backward')}
-_step_pieces = ('backward', 'opt_step', 'zero_grad')
+_step_pieces = ('backward', 'opt_step', 'zero_grad', 'train_batch')
 _state_format = 1
 
 def print_row(row):
@@ -292,7 +292,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #cffb43b3
+# %% ../nbs/01_learner.ipynb #eb6cd503
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -324,7 +324,7 @@ class Learner:
         self.training, self._loop_depth, self._fit_depth, self._handlers = False, 0, 0, {}
         self._rank_world = None                     # set to fake a rank in tests; None reads torch.distributed
         self._step_claims = {k: [] for k in _step_pieces}
-        self._own_backward = self._own_opt_step = self._own_zero_grad = None
+        self._own_backward = self._own_opt_step = self._own_zero_grad = self._own_train_batch = None
         self._gone, self._joining, self._adding_for_loop = (), [], False   # callbacks removed, and added, while a loop runs
         self.epoch = self.iter = self.train_iter = 0
         self.n_iter, self.pct_train, self.loss, self.pred, self.xb, self.yb = 0, 0., None, None, (), ()
@@ -552,10 +552,11 @@ class Learner:
                    backward:Callable|None=None, # replaces `loss_grad.backward()`
                    opt_step:Callable|None=None, # replaces `opt.step()`
                    zero_grad:Callable|None=None, # replaces `opt.zero_grad()`
+                   train_batch:Callable|None=None, # replaces a training batch's work between before_batch and after_batch
                   ):
         "Let `owner` run pieces of the training step instead of the learner, until `release_step` or the end of the loop."
-        pieces = {k: f for k, f in (('backward', backward), ('opt_step', opt_step), ('zero_grad', zero_grad)) if f is not None}
-        if not pieces: raise ValueError("claim_step needs at least one of backward=, opt_step=, zero_grad=")
+        pieces = {k: f for k, f in zip(_step_pieces, (backward, opt_step, zero_grad, train_batch)) if f is not None}
+        if not pieces: raise ValueError("claim_step needs at least one of backward=, opt_step=, zero_grad=, train_batch=")
         plan = {}
         for k in pieces:
             claims = self._step_claims[k]
@@ -579,7 +580,7 @@ class Learner:
         self._sync_step()
 
     def step_owner(self, piece:str='backward') -> Callback|None:
-        "The callback that runs `piece` ('backward', 'opt_step' or 'zero_grad') of the step now, `None` for the learner."
+        "The callback that runs `piece` ('backward', 'opt_step', 'zero_grad' or 'train_batch') now, `None` for the learner."
         claims = self._step_claims[piece]
         return claims[-1][0] if claims else None
 
@@ -600,6 +601,7 @@ class Learner:
         if self._handlers[after]: self._fire(after)
 
     def _do_one_batch(self):
+        if self._own_train_batch is not None and self.training and self.yb: return self._own_train_batch()   # the compiled step
         try: self.pred = self.model(*self.xb)
         except Exception as e:
             _note(e, f"fastcb: raised by the model's forward pass on inputs of shape {_shapes(self.xb)}; "
