@@ -14,7 +14,7 @@
 
     python bench/checkpoint.py [--reps 11] [--steps 3000] [--params 5000000]
 """
-import argparse, os, statistics, tempfile, time
+import argparse, os, shutil, statistics, tempfile, time
 from pathlib import Path
 import torch
 from torch import nn
@@ -90,5 +90,8 @@ if __name__ == '__main__':
     a = ap.parse_args()
     torch.set_num_threads(1)
     step_overhead(a.reps, a.steps)
-    for folder in (tempfile.mkdtemp(dir='.'), tempfile.mkdtemp(dir='/dev/shm') if os.path.isdir('/dev/shm') else None):
-        if folder is not None: one_checkpoint(a.reps, a.params, folder)
+    for where in ('.', '/dev/shm'):
+        if not os.path.isdir(where): continue
+        folder = tempfile.mkdtemp(dir=where, prefix='bench-checkpoint-')
+        try: one_checkpoint(a.reps, a.params, folder)
+        finally: shutil.rmtree(folder)
