@@ -4,7 +4,7 @@ ends with the same weights, optimizer state and history as the run that was neve
 Each training run is a child process: most are forked from this one (cheap: torch is already imported) and kill
 themselves with SIGKILL, so nothing of theirs (no finally, no atexit) runs; one scenario resumes in a fresh interpreter.
 """
-import os, random, signal, subprocess, sys, textwrap
+import os, random, signal, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -48,7 +48,7 @@ def data(kind):
 def one_cycle():
     return ParamScheduler({'lr': combined_cos(0.25, 1e-3, 1e-2, 1e-6), 'mom': combined_cos(0.25, 0.95, 0.85, 0.95)})
 
-def build(path, cfg, ck_kw):
+def build(path, cfg, ck_kw, device='cpu'):
     "A learner of configuration `cfg` and the callbacks of its fit."
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
@@ -56,8 +56,8 @@ def build(path, cfg, ck_kw):
     if cfg == 'trackers':
         cbs += [EarlyStoppingCallback(patience=2, min_delta=0.05), SaveModelCallback(), ReduceLROnPlateau(patience=1, min_delta=0.05)]
     if cfg == 'accumulate': cbs.append(GradientAccumulation(3))
-    if cfg == 'bf16': cbs.append(MixedPrecision('bf16'))
-    learn = Learner(data('loader' if cfg == 'loader' else 'tensor'), model, path=path, cbs=cbs, default_cbs=True)
+    if cfg in ('bf16', 'cuda'): cbs.append(MixedPrecision('bf16'))
+    learn = Learner(data('loader' if cfg == 'loader' else 'tensor'), model, path=path, cbs=cbs, device=device)
     fit_cbs = [one_cycle()] if cfg in ('one_cycle', 'trackers', 'loader') else []
     return learn, fit_cbs
 
@@ -66,13 +66,19 @@ def result(learn):
     return {'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(), 'values': rec.values, 'losses': rec.losses,
             'hps': rec.hps, 'iters': rec.iters, 'train_iter': learn.train_iter}
 
-def train(path, cfg, out=None, kill_at=None, event='after_batch', resume=None, ck_kw=None):
+def train(path, cfg, out=None, kill_at=None, event='after_batch', resume=None, ck_kw=None, device='cpu'):
     "Train (or resume) configuration `cfg`; save the result to `out`."
-    learn, fit_cbs = build(path, cfg, ck_kw or {})
+    learn, fit_cbs = build(path, cfg, ck_kw or {}, device)
     if resume is not None: torch.manual_seed(int.from_bytes(os.urandom(4)))   # a resumed run must not depend on the process's seed
     with learn.no_logging(), learn.no_bar():
         learn.fit(N_EPOCH, cbs=fit_cbs + [Killer(kill_at, event)], resume=resume)
-    if out is not None: torch.save(result(learn), out)
+    if out is not None: torch.save(to_cpu(result(learn)), out)
+
+def to_cpu(o):
+    if isinstance(o, torch.Tensor): return o.cpu()
+    if isinstance(o, dict): return {k: to_cpu(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(to_cpu(v) for v in o)
+    return o
 
 def in_child(f, *args, **kw) -> int:
     "Run `f` in a forked process; its exit status (-9 when it killed itself)."
@@ -158,20 +164,30 @@ def test_kill_during_checkpoint_write(tmp_path_factory, tmp_path):
     got, ref = torch.load(tmp_path / 'out.pt', weights_only=True), reference(tmp_path_factory, 'base')
     assert all(same(ref[k], got[k]) for k in ref)
 
-FRESH = textwrap.dedent('''
-    import sys
-    sys.path.insert(0, {tests!r})
-    from pathlib import Path
-    from test_resume import train
-    train(Path({path!r}), 'base', Path({out!r}), resume='last', ck_kw={{'every_n_steps': 5}})
-''')
+def fresh(path, cfg='base', out=None, kill_at=None, resume=None, device='cpu', every_n_steps=5) -> int:
+    "Run `train` in a new interpreter (nothing inherited from this process); its exit status."
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from pathlib import Path; from test_resume import train; "
+            f"train(Path({str(path)!r}), {cfg!r}, {None if out is None else str(out)!r}, kill_at={kill_at!r}, resume={resume!r}, "
+            f"ck_kw={{'every_n_steps': {every_n_steps}}}, device={device!r})")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get('PYTHONPATH', '')]))
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode in (0, -signal.SIGKILL), r.stderr[-3000:]
+    return r.returncode
 
 def test_resume_in_fresh_interpreter(tmp_path_factory, tmp_path):
     "The resuming process is a new interpreter (nothing inherited from the killed one)."
     assert in_child(train, tmp_path, 'base', kill_at=rng.randrange(6, TOTAL), ck_kw={'every_n_steps': 5}) == -signal.SIGKILL
-    code = FRESH.format(tests=str(Path(__file__).parent), path=str(tmp_path), out=str(tmp_path / 'out.pt'))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get('PYTHONPATH', '')]))
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert fresh(tmp_path, out=tmp_path / 'out.pt', resume='last') == 0
     got, ref = torch.load(tmp_path / 'out.pt', weights_only=True), reference(tmp_path_factory, 'base')
     assert all(same(ref[k], got[k]) for k in ref)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_resume(tmp_path):
+    "On the GPU, with bf16 autocast and dropout drawing from the CUDA generator: every run in a new interpreter (no fork with CUDA)."
+    ref_dir, run_dir = tmp_path / 'ref', tmp_path / 'run'
+    assert fresh(ref_dir, 'cuda', ref_dir / 'out.pt', device='cuda') == 0
+    assert fresh(run_dir, 'cuda', kill_at=PER_EPOCH + 3, device='cuda') == -signal.SIGKILL
+    assert fresh(run_dir, 'cuda', run_dir / 'out.pt', resume='last', device='cuda') == 0
+    ref, got = (torch.load(d / 'out.pt', weights_only=True) for d in (ref_dir, run_dir))
+    for k in ref: assert same(ref[k], got[k]), f"cuda: {k} differs"
+
