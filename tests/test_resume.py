@@ -4,7 +4,7 @@ ends with the same weights, optimizer state and history as the run that was neve
 Each training run is a child process: most are forked from this one (cheap: torch is already imported) and kill
 themselves with SIGKILL, so nothing of theirs (no finally, no atexit) runs; one scenario resumes in a fresh interpreter.
 """
-import os, random, signal, subprocess, sys
+import inspect, os, random, signal, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -24,11 +24,12 @@ N_TRAIN, BS, N_EPOCH = 36, 5, 3          # 8 training batches per epoch (the las
 PER_EPOCH = -(-N_TRAIN // BS)
 
 class Killer(Callback):
-    "SIGKILL this process at training step `at` (counted from the start of the fit), in `event`: no cleanup of any kind runs."
+    "SIGKILL this process at training step `at` of the fit (of stage `stage`, if given), in `event`: no cleanup of any kind runs."
     order = 2000   # after the checkpoint of the same step
-    def __init__(self, at=None, event='after_batch'): self.at, self.event = at, event
+    def __init__(self, at=None, event='after_batch', stage=None): self.at, self.event, self.stage = at, event, stage
     def _maybe(self, event):
-        if self.event == event and self.learn.train_iter == self.at: os.kill(os.getpid(), signal.SIGKILL)
+        if self.event == event and self.learn.train_iter == self.at and self.learn.fit_stage == self.stage:
+            os.kill(os.getpid(), signal.SIGKILL)
     def after_batch(self): self._maybe('after_batch')
     def after_pred(self):   # in the middle of a step: forward done, backward and optimizer step not
         if self.learn.training: self._maybe('after_pred')
@@ -57,7 +58,8 @@ def build(path, cfg, ck_kw, device='cpu'):
         cbs += [EarlyStoppingCallback(patience=2, min_delta=0.05), SaveModelCallback(), ReduceLROnPlateau(patience=1, min_delta=0.05)]
     if cfg == 'accumulate': cbs.append(GradientAccumulation(3))
     if cfg in ('bf16', 'cuda'): cbs.append(MixedPrecision('bf16'))
-    learn = Learner(data('loader' if cfg == 'loader' else 'tensor'), model, path=path, cbs=cbs, device=device)
+    splitter = (lambda m: [list(m[0].parameters()), list(m[3].parameters())]) if cfg == 'fine_tune' else None
+    learn = Learner(data('loader' if cfg == 'loader' else 'tensor'), model, path=path, cbs=cbs, device=device, splitter=splitter)
     fit_cbs = [one_cycle()] if cfg in ('one_cycle', 'trackers', 'loader') else []
     return learn, fit_cbs
 
@@ -66,12 +68,15 @@ def result(learn):
     return {'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(), 'values': rec.values, 'losses': rec.losses,
             'hps': rec.hps, 'iters': rec.iters, 'train_iter': learn.train_iter}
 
-def train(path, cfg, out=None, kill_at=None, event='after_batch', resume=None, ck_kw=None, device='cpu'):
+def train(path, cfg, out=None, kill_at=None, event='after_batch', resume=None, ck_kw=None, device='cpu', stage=None):
     "Train (or resume) configuration `cfg`; save the result to `out`."
     learn, fit_cbs = build(path, cfg, ck_kw or {}, device)
     if resume is not None: torch.manual_seed(int.from_bytes(os.urandom(4)))   # a resumed run must not depend on the process's seed
+    cbs = fit_cbs + [Killer(kill_at, event, stage)]
     with learn.no_logging(), learn.no_bar():
-        learn.fit(N_EPOCH, cbs=fit_cbs + [Killer(kill_at, event)], resume=resume)
+        if cfg == 'fit_one_cycle': learn.fit_one_cycle(N_EPOCH, 1e-2, cbs=cbs, resume=resume)
+        elif cfg == 'fine_tune': learn.fine_tune(2, 1e-2, freeze_epochs=1, cbs=cbs, resume=resume)
+        else: learn.fit(N_EPOCH, cbs=cbs, resume=resume)
     if out is not None: torch.save(to_cpu(result(learn)), out)
 
 def to_cpu(o):
@@ -107,12 +112,12 @@ def reference(tmp_path_factory, cfg):
         _refs[cfg] = torch.load(d / 'out.pt', weights_only=True)
     return _refs[cfg]
 
-def check_resumed(tmp_path_factory, tmp_path, cfg, kills, ck_kw, event='after_batch'):
+def check_resumed(tmp_path_factory, tmp_path, cfg, kills, ck_kw, event='after_batch', stage=None):
     "Kill the run at each step of `kills` in turn (resuming after each), then resume to the end; compare with the reference."
     ref = reference(tmp_path_factory, cfg)
     resume = None
     for k in kills:
-        assert in_child(train, tmp_path, cfg, kill_at=k, event=event, resume=resume, ck_kw=ck_kw) == -signal.SIGKILL
+        assert in_child(train, tmp_path, cfg, kill_at=k, event=event, resume=resume, ck_kw=ck_kw, stage=stage) == -signal.SIGKILL
         resume = 'last'
     assert checkpoints(tmp_path / 'models')
     assert in_child(train, tmp_path, cfg, tmp_path / 'out.pt', resume='last', ck_kw=ck_kw) == 0
@@ -142,6 +147,15 @@ def test_killed_twice_in_one_epoch(tmp_path_factory, tmp_path):
 def test_configurations(tmp_path_factory, tmp_path, cfg):
     "Schedules, trackers (early stopping, best-model saving, lr reduction), accumulation, bf16, a 2-worker torch DataLoader."
     check_resumed(tmp_path_factory, tmp_path, cfg, [rng.randrange(PER_EPOCH + 1, TOTAL)], {'every_n_steps': 4})
+
+def _takes_resume(method) -> bool: return 'resume' in inspect.signature(getattr(Learner, method)).parameters
+
+@pytest.mark.parametrize('method,stage', [('fit_one_cycle', None), ('fine_tune', 'frozen'), ('fine_tune', 'unfrozen')])
+def test_schedule_methods(tmp_path_factory, tmp_path, method, stage):
+    "fit_one_cycle and fine_tune (killed in its frozen stage, and in its unfrozen one) with resume=."
+    if not _takes_resume(method): pytest.skip(f"Learner.{method} does not take resume= yet (nbs/05_callback.schedule.ipynb)")
+    check_resumed(tmp_path_factory, tmp_path, method, [rng.randrange(2, PER_EPOCH * (1 if stage else N_EPOCH))],
+                  {'every_n_steps': 3}, stage=stage)
 
 def test_kill_during_checkpoint_write(tmp_path_factory, tmp_path):
     "SIGKILL in the middle of writing a checkpoint: the previous one is intact, the half-written one is ignored."
