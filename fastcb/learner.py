@@ -86,7 +86,7 @@ class TrainEvalCallback(Callback):
         learn.model.to(learn.device)  # validate/get_preds may run before any fit
         learn.model.eval()
 
-# %% ../nbs/01_learner.ipynb #3423de46
+# %% ../nbs/01_learner.ipynb #027cbdb3
 _stage_events = {s: (f'before_{s}', f'after_{s}', f'after_cancel_{s}') for s in ('fit', 'epoch', 'train', 'validate', 'batch', 'step', 'backward')}
 _step_pieces = ('backward', 'opt_step', 'zero_grad', 'train_batch')
 _state_format = 1
@@ -292,7 +292,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #eb6cd503
+# %% ../nbs/01_learner.ipynb #bd715641
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,

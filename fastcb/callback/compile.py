@@ -108,7 +108,7 @@ class DeviceHypers:
         "Put back the numbers `swap_in` returned, so that schedulers, the Recorder and `state_dict` see plain numbers."
         for (g, k, _), v in zip(self.slots, saved): g[k] = v
 
-# %% ../../nbs/13_callback.compile.ipynb #1c7943e6
+# %% ../../nbs/13_callback.compile.ipynb #9f2d11f9
 _graph_modes = ('reduce-overhead', 'max-autotune')   # the torch.compile modes that use CUDA graphs
 
 class CompiledStep(Callback):
