@@ -79,6 +79,16 @@ def _docments(fn) -> dict:
     except Exception: return {}
 
 
+def _exported_module(qualname: str) -> str | None:
+    "The module of the package that exports `qualname` (nbdev's index of the package), for symbols a notebook defines."
+    try:
+        from importlib import import_module
+        from nbdev.config import get_config
+        syms = import_module(f"{get_config().lib_name}._modidx").d['syms']
+    except Exception: return None
+    return next((mod for mod, names in syms.items() if f'{mod}.{qualname}' in names), None)
+
+
 class Entry:
     "Everything shown for one symbol."
     def __init__(self, sym, name: str | None = None):
@@ -88,9 +98,10 @@ class Entry:
         self.name = name or _qualname(sym if not isinstance(sym, property) else self.target)
         if isinstance(sym, MethodType) and inspect.isclass(sym.__self__) and '.' not in self.name:
             self.name = f'{sym.__self__.__qualname__}.{self.name}'
-        self.module = getattr(self.target, '__module__', None) or getattr(sym, '__module__', None) or ''
-        qual = self.name if '.' in self.name or not self.module else self.name
-        self.fullname = f'{self.module}.{qual}' if self.module and self.module not in ('__main__', 'builtins') else qual
+        self.module = getattr(self.target, '__module__', None) or getattr(sym, '__module__', None) or type(sym).__module__
+        if self.module in ('__main__', 'builtins', None):   # defined by the notebook being run: the module it exports to
+            self.module = _exported_module(self.name) or ''
+        self.fullname = f'{self.module}.{self.name}' if self.module else self.name
         self.params, self.returns = self._signature()
         self.comments = _docments(_init_owner(self.target) if inspect.isclass(self.target) else self.target)
 

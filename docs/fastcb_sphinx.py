@@ -41,6 +41,7 @@ class FastcbObject(SphinxDirective):
         py = self.env.get_domain('py')
         mod, _, name = fullname.rpartition('.')
         while mod and mod.rpartition('.')[2][:1].isupper(): mod, _, name = mod.rpartition('.')[0], '', f"{mod.rpartition('.')[2]}.{name}"
+        if fullname in self.state.document.ids: return []   # the same object twice on a page: one target
         target = nodes.target('', '', ids=[fullname])
         self.state.document.note_explicit_target(target)
         res = [target]
