@@ -213,6 +213,9 @@ _JS_RAW_DIVS = """() => Array.from(document.querySelectorAll('article p')).map(p
 
 _re_temp = re.compile(r'/tmp/|/var/folders/|\btmp[a-z0-9_]{6,}\b')
 _re_addr = re.compile(r'\b0x[0-9a-fA-F]{6,}\b')
+# Notes of the repository that are not pages of the site; the two a reader of GitHub sees at the root are fine.
+_re_offsite_doc = re.compile(r'\bDESIGN\b(?:\.md)?|(?<![\w.-])[\w./-]*[\w-]\.md\b')
+_REPO_DOCS = {'README.md', 'CONTRIBUTING.md'}
 _re_args_kwargs = re.compile(r'\*args\s*,\s*\*\*kwargs')
 
 
@@ -229,6 +232,8 @@ def page_problems(page, rel, api: bool) -> list[str]:
         if hits:
             m = rx.search(text)
             problems.append(f"{what} in rendered output ({len(hits)}: {', '.join(hits[:3])}): …{text[max(0, m.start() - 60):m.end() + 30]!r}…")
+    refs = list(dict.fromkeys(m.group(0) for m in _re_offsite_doc.finditer(text) if m.group(0) not in _REPO_DOCS))
+    if refs: problems.append(f"points readers to {refs}, which are not pages of the site (link a page, or CONTRIBUTING.md)")
     imgs = page.eval_on_selector_all('article img', 'els => els.map(e => ({src: e.getAttribute("src"), w: e.naturalWidth, h: e.naturalHeight}))')
     bad = [i['src'] for i in imgs if not (i['w'] > 0 and i['h'] > 0)]
     if bad: problems.append(f"images that did not load: {bad}")
@@ -380,6 +385,8 @@ _BREAKAGE = {
                                   '<div class="highlight"><pre>class Broken(*args, **kwargs)</pre></div></div></section>',
                                   'a signature with `*args, **kwargs`: class Broken('),
     'symbol documented twice': ('<div class="showdoc-head"></div><section><h3>Broken</h3></section>', "documented more than once on the page: ['Broken']"),
+    'reference to a file not on the site': ('<p>See DESIGN, section 7, and <code>fastcb/datasets/README.md</code>.</p>',
+                                            "points readers to ['DESIGN', 'fastcb/datasets/README.md']"),
     'unrendered callout': ('<p>::: {.callout-note}</p>', 'a callout or div that did not render'),
     'page without copy buttons': ('', 'blocks of code without a copy button'),   # its script is taken out below
     'NoneType signature': ('<div class="highlight-python notranslate"><div class="highlight"><pre>def broken_fn(x:NoneType=None)'
