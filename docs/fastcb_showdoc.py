@@ -165,15 +165,30 @@ class Entry:
             look = NbdevLookup()
             res = next((r for n in (self.fullname, f"{self.module}.{_qualname(self.target)}") if isinstance(r := look[n], tuple)), None)
             if res is None: return None
-            line = inspect.getsourcelines(self.target)[1] if callable(self.target) or inspect.isclass(self.target) else None
-            return res[2] + (f'#L{line}' if line else '')
-        except (ImportError, OSError, TypeError): return None
+            return res[2] + (f'#L{line}' if (line := self._line()) else '')
+        except ImportError: return None
+
+    def _line(self) -> int | None:
+        "The line of the definition in the package's module (a notebook's own copy of the code has no file)."
+        for o in (self.target, self._in_package()):
+            try: return inspect.getsourcelines(_unwrap(o))[1]
+            except (OSError, TypeError): continue
+        return None
+
+    def _in_package(self):
+        "The object of the same name in the exported module, or None."
+        try:
+            from importlib import import_module
+            o = import_module(self.module)
+            for part in self.name.split('.'): o = getattr(o, part)
+            return o
+        except Exception: return None
 
     def markdown(self, title_level: int = 3) -> str:
         src = self.source()
         link = f'<a class="showdoc-source reference external" href="{src}">source</a>' if src else ''
         heading = re.sub(r'([_*`\[\]<>])', r'\\\1', self.name)
-        out = [f'<div class="showdoc-head">{link}</div>', '', f"{'#' * title_level} {heading}", '',
+        out = [f'<div class="showdoc-head showdoc-{self.kind}">{link}</div>', '', f"{'#' * title_level} {heading}", '',
                f"```{{fastcb-object}} py:{self.kind} {self.fullname}\n```"]
         if (sig := self.signature()):
             out += ['', "```{code-block} python\n:class: showdoc-signature\n" + sig + "\n```"]

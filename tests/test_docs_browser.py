@@ -198,6 +198,13 @@ _JS_SHOWDOC_NAMES = """() => Array.from(document.querySelectorAll('article .show
   const hd = n && (/^H[1-6]$/.test(n.tagName) ? n : n.querySelector('h1,h2,h3,h4,h5,h6'));
   return hd ? hd.textContent.replace(/[#\\u00b6]/g, '').trim() : null; }).filter(Boolean)"""
 
+# show_doc entries of code (docs/fastcb_showdoc.py marks each with its kind) that have no link to their source.
+_JS_NO_SOURCE = """() => Array.from(document.querySelectorAll('article .showdoc-head')).filter(h =>
+    /showdoc-(class|exception|function|method|classmethod|staticmethod|property)\\b/.test(h.className) && !h.querySelector('a.showdoc-source'))
+  .map(h => { let n = h.nextElementSibling; while (n && !/^H[1-6]$/.test(n.tagName) && !n.querySelector('h1,h2,h3,h4,h5,h6')) n = n.nextElementSibling;
+              const hd = n && (/^H[1-6]$/.test(n.tagName) ? n : n.querySelector('h1,h2,h3,h4,h5,h6'));
+              return hd ? hd.textContent.replace(/[#\\u00b6]/g, '').trim() : '?'; })"""
+
 _JS_CONTENT = """() => {
   const art = document.querySelector('article'); if (!art) return {text: 0, tables: 0, entries: 0};
   const copy = art.cloneNode(true);
@@ -245,6 +252,7 @@ def page_problems(page, rel, api: bool) -> list[str]:
         if 'NoneType' in sig: problems.append(f"a signature with `NoneType`: {first}")
     if (n := page.evaluate(_JS_NO_COPY)): problems.append(f"{n} blocks of code without a copy button")
     if (t := page.evaluate(_JS_RAW_DIVS)): problems.append(f"a callout or div that did not render (its `:::` shows): {t[0][:80]!r}")
+    if (n := page.evaluate(_JS_NO_SOURCE)): problems.append(f"documented code without a source link: {n}")
     names = page.evaluate(_JS_SHOWDOC_NAMES)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup: problems.append(f"documented more than once on the page: {dup}")
@@ -381,9 +389,10 @@ _BREAKAGE = {
                               '<td>0.1234</td></tr></tbody></table></div>', 'dark mode: table text'),
     'blank image': ('<div class="cell_output docutils container"><img alt="blank" src="_images/broken-blank.png"></div>',
                     'an image with no drawn content: _images/broken-blank.png'),
-    '*args, **kwargs signature': ('<div class="showdoc-head"></div><section><h3>Broken</h3><div class="highlight-python notranslate">'
+    '*args, **kwargs signature': ('<div class="showdoc-head showdoc-class"></div><section><h3>Broken</h3><div class="highlight-python notranslate">'
                                   '<div class="highlight"><pre>class Broken(*args, **kwargs)</pre></div></div></section>',
                                   'a signature with `*args, **kwargs`: class Broken('),
+    'code without a source link': ('', "documented code without a source link: ['Broken']"),   # the entry above
     'symbol documented twice': ('<div class="showdoc-head"></div><section><h3>Broken</h3></section>', "documented more than once on the page: ['Broken']"),
     'reference to a file not on the site': ('<p>See DESIGN, section 7, and <code>fastcb/datasets/README.md</code>.</p>',
                                             "points readers to ['DESIGN', 'fastcb/datasets/README.md']"),
