@@ -209,3 +209,13 @@ def test_symbol_documented_twice_keeps_the_authors_entry(bd):
     other = _code('#| echo: false\n#| output: asis\nshow_doc(DataLoaders)', [{'output_type': 'stream', 'name': 'stdout', 'text': 'cls'}])
     cells = bd.translate_nb(_nb(other, auto, own))['cells']
     assert [c['source'] for c in cells] == ['cls', 'own']
+
+
+def test_showdoc_of_a_notebooks_own_copy_names_the_package(sd):
+    "nbdev runs a notebook's exported cells in its own shell: the symbols' module is __main__ and they have no source file."
+    ns = {'__name__': '__main__'}
+    exec(compile('class Callback:\n    "A notebook\'s copy."\n', '<cell>', 'exec'), ns)
+    e = sd.Entry(ns['Callback'])
+    assert e.fullname == 'fastcb.callback.core.Callback'
+    assert re.search(r'fastcb/callback/core\.py#L\d+$', e.source()), e.source()
+    assert 'class="showdoc-head showdoc-class"><a class="showdoc-source' in e.markdown()
