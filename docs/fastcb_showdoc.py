@@ -164,6 +164,9 @@ class Entry:
             from nbdev.doclinks import NbdevLookup
             look = NbdevLookup()
             res = next((r for n in (self.fullname, f"{self.module}.{_qualname(self.target)}") if isinstance(r := look[n], tuple)), None)
+            if res is None and self.module:   # made at run time (`X = make_class(...)`): nbdev's index has only its module
+                res = next((r for k, r in look.syms.items() if k.startswith(self.module + '.') and isinstance(r, tuple)
+                            and k.count('.') == self.module.count('.') + 1), None)
             if res is None: return None
             return res[2] + (f'#L{line}' if (line := self._line()) else '')
         except ImportError: return None
@@ -173,7 +176,12 @@ class Entry:
         for o in (self.target, self._in_package()):
             try: return inspect.getsourcelines(_unwrap(o))[1]
             except (OSError, TypeError): continue
-        return None
+        try:   # a module-level assignment `Name = ...`
+            from importlib import import_module
+            lines = inspect.getsource(import_module(self.module)).splitlines()
+        except Exception: return None
+        top = self.name.split('.')[0]
+        return next((i + 1 for i, l in enumerate(lines) if re.match(rf'{re.escape(top)}\s*(:[^=]*)?=', l)), None)
 
     def _in_package(self):
         "The object of the same name in the exported module, or None."

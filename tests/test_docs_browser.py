@@ -192,18 +192,28 @@ _JS_SIGNATURES = """() => Array.from(document.querySelectorAll('article pre')).f
   .map(p => p.innerText).filter(t => /^\\s*(async\\s+def|def|class)\\s+(?!_)[\\w.]+\\(/.test(t))"""
 
 # The symbols a page documents: the headings of its show_doc entries.
-_JS_SHOWDOC_NAMES = """() => Array.from(document.querySelectorAll('article .showdoc-head')).map(h => {
-  let n = h.nextElementSibling;
-  while (n && !/^H[1-6]$/.test(n.tagName) && !n.querySelector('h1,h2,h3,h4,h5,h6')) n = n.nextElementSibling;
-  const hd = n && (/^H[1-6]$/.test(n.tagName) ? n : n.querySelector('h1,h2,h3,h4,h5,h6'));
-  return hd ? hd.textContent.replace(/[#\\u00b6]/g, '').trim() : null; }).filter(Boolean)"""
+# The heading of a show_doc entry: the next heading after its `.showdoc-head` in document order (the entry's own
+# section often starts after the div, which then ends the section before).
+_JS_ENTRY_HEADING = """const entryHeading = h => {
+  const isH = e => /^H[1-6]$/.test(e.tagName);
+  for (let n = h; n && n.tagName !== 'ARTICLE'; n = n.parentElement) {
+    for (let s = n.nextElementSibling; s; s = s.nextElementSibling) {
+      if (s.classList.contains('showdoc-head')) return null;
+      const hd = isH(s) ? s : s.querySelector('h1,h2,h3,h4,h5,h6');
+      if (hd) return hd.textContent.replace(/[#\\u00b6]/g, '').trim();
+    }
+  }
+  return null; };"""
+
+# The symbols a page documents: the headings of its show_doc entries.
+_JS_SHOWDOC_NAMES = "() => { " + _JS_ENTRY_HEADING + """
+  return Array.from(document.querySelectorAll('article .showdoc-head')).map(entryHeading).filter(Boolean); }"""
 
 # show_doc entries of code (docs/fastcb_showdoc.py marks each with its kind) that have no link to their source.
-_JS_NO_SOURCE = """() => Array.from(document.querySelectorAll('article .showdoc-head')).filter(h =>
+_JS_NO_SOURCE = "() => { " + _JS_ENTRY_HEADING + """
+  return Array.from(document.querySelectorAll('article .showdoc-head')).filter(h =>
     /showdoc-(class|exception|function|method|classmethod|staticmethod|property)\\b/.test(h.className) && !h.querySelector('a.showdoc-source'))
-  .map(h => { let n = h.nextElementSibling; while (n && !/^H[1-6]$/.test(n.tagName) && !n.querySelector('h1,h2,h3,h4,h5,h6')) n = n.nextElementSibling;
-              const hd = n && (/^H[1-6]$/.test(n.tagName) ? n : n.querySelector('h1,h2,h3,h4,h5,h6'));
-              return hd ? hd.textContent.replace(/[#\\u00b6]/g, '').trim() : '?'; })"""
+  .map(h => entryHeading(h) || '?'); }"""
 
 _JS_CONTENT = """() => {
   const art = document.querySelector('article'); if (!art) return {text: 0, tables: 0, entries: 0};
