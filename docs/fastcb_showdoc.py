@@ -86,7 +86,15 @@ def _exported_module(qualname: str) -> str | None:
         from nbdev.config import get_config
         syms = import_module(f"{get_config().lib_name}._modidx").d['syms']
     except Exception: return None
-    return next((mod for mod, names in syms.items() if f'{mod}.{qualname}' in names), None)
+    found = next((mod for mod, names in syms.items() if f'{mod}.{qualname}' in names), None)
+    if found: return found
+    top = qualname.split('.')[0]   # made at run time (`X = make_class(...)`): the index lists no such def, `__all__` does
+    for mod in syms:
+        try:
+            m = import_module(mod)
+            if top in getattr(m, '__all__', ()): return getattr(getattr(m, top), '__module__', None) or mod   # where it is made
+        except Exception: continue
+    return None
 
 
 class Entry:

@@ -219,3 +219,7 @@ def test_showdoc_of_a_notebooks_own_copy_names_the_package(sd):
     assert e.fullname == 'fastcb.callback.core.Callback'
     assert re.search(r'fastcb/callback/core\.py#L\d+$', e.source()), e.source()
     assert 'class="showdoc-head showdoc-class"><a class="showdoc-source' in e.markdown()
+    ns = {'__name__': '__main__'}   # a class made by a function call at module level, as the cancel exceptions are
+    exec('CancelBatchException = type("CancelBatchException", (Exception,), {"__doc__": "Skip the batch"})', ns)
+    e = sd.Entry(ns['CancelBatchException'])
+    assert e.fullname == 'fastcb.callback.core.CancelBatchException' and re.search(r'core\.py#L\d+$', e.source()), e.source()
