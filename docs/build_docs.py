@@ -1,7 +1,7 @@
 """Build the documentation site into _docs/, offline: `make docs` runs `python docs/build_docs.py`.
 
 nbdev renders its sites with Quarto, which cannot be installed here, so this script does the same job with tools
-from PyPI (DESIGN.md section 6):
+from PyPI:
 
 1. read `nbs/sidebar.yml`: the pages of the site, their order and their sections;
 2. execute each notebook afresh (nbclient and an ipykernel on this Python) into `_docs_build/exec/`, so no output
@@ -10,7 +10,7 @@ from PyPI (DESIGN.md section 6):
    `nbdev.serve.proc_nbs` runs: show_doc output, `#| hide`, doc links...) into `_proc/`;
 4. translate what only Quarto understands for MyST into `_docs_build/src/`: frontmatter -> title,
    `::: {.callout-*}` -> admonitions, `#| echo/output/include` -> cell tags, `output: asis` -> markdown,
-   `sidebar.yml` -> toctree, absolute doc links -> relative ones;
+   `sidebar.yml` -> toctree, absolute doc links -> relative ones; a symbol documented twice on a page once;
 5. Sphinx + myst-nb (no execution) + furo, with -W (warnings are errors), into `_docs/`;
 6. check the site: every internal link and anchor resolves, and no page loads anything from another host.
 
@@ -133,6 +133,7 @@ def _kernel_spec_dir() -> Path:
     return d.parent
 
 
+_SETUP_CELL = f"import sys; sys.path.insert(0, {str(DOCS)!r})\nimport fastcb_showdoc; fastcb_showdoc.install()"
 _ansi = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
 
@@ -154,6 +155,8 @@ def execute_notebook(args) -> float:
             c.outputs, c.execution_count = [], None
             if split_directives(c.source)[0].get('eval') == 'false':
                 c.metadata.setdefault('tags', []).append('skip-execution')
+    # show_doc entries as the site shows them (docs/fastcb_showdoc.py); the cell is taken out again below
+    nb.cells.insert(0, nbformat.v4.new_code_cell(_SETUP_CELL, id='fastcb-docs-setup'))
     where = {}
     km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
     client = NotebookClient(nb, km=km, timeout=timeout, resources={'metadata': {'path': str(Path(src).parent)}},
@@ -164,14 +167,16 @@ def execute_notebook(args) -> float:
         with open(klog, 'w') as kerr: client.execute(stderr=kerr)   # the kernel process's own log, not cell output
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         i, cell = where.get('i', '?'), where.get('cell')
+        if isinstance(i, int): i -= 1   # the setup cell
         first = cell.source.strip().splitlines()[0] if cell is not None and cell.source.strip() else ''
         what = ('timed out' if isinstance(e, CellTimeoutError) else f'killed the kernel (its log: {klog.relative_to(ROOT)})'
                 if isinstance(e, DeadKernelError) else 'raised')
-        pos = f"cell {i + 1} of {len(nb.cells)}" if isinstance(i, int) else "a cell"
+        pos = f"cell {i + 1} of {len(nb.cells) - 1}" if isinstance(i, int) else "a cell"
         raise DocsError(f"nbs/{Path(src).relative_to(NBS)}, {pos} (id {getattr(cell, 'id', '?')}: `{first[:80]}`) {what}:\n"
                         f"{_ansi.sub('', str(e))[-4000:]}") from None
     finally:   # nbclient shuts down only the kernels it started itself
         if km.has_kernel: km.shutdown_kernel(now=True)
+    nb.cells = [c for c in nb.cells if c.get('id') != 'fastcb-docs-setup']
     for c in nb.cells:
         tags = c.get('metadata', {}).get('tags')
         if tags and 'skip-execution' in tags:
@@ -209,6 +214,8 @@ def nbdev_process(args):
     import warnings
     import nbdev.serve_drv
     from nbdev.processors import FilterDefaults
+    import fastcb_showdoc
+    fastcb_showdoc.install()   # nbdev runs the show_doc cells it adds in this process
     dst.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter('always')
@@ -217,7 +224,7 @@ def nbdev_process(args):
             hint = ''
             if any('containing imports and other code' in str(w.message) for w in ws):
                 hint = ("\nnbdev re-runs every cell that contains an import when it processes docs, without the cells "
-                        "before it: put the imports of that cell in a cell of their own (DESIGN.md, section 6).")
+                        "before it: put the imports of that cell in a cell of their own.")
             where = ''
             m = re.search(r' in cell \d+ :\n(.*)\Z', str(e), re.S)
             if m:   # nbdev counts the cells of the processed notebook: name the cell of the author's notebook instead
@@ -390,10 +397,23 @@ def _clean_showdoc(md: str) -> str:
     return f'<div class="showdoc-head">{link}</div>\n\n' + md.lstrip('\n')
 
 
+_re_show_doc = re.compile(r'\A\s*show_doc\(\s*([\w.]+)\s*[,)]')
+
+
+def _shown_symbol(cell) -> str | None:
+    "The symbol a `show_doc(...)` cell documents (`DataLoaders.from_tensors`), else None."
+    if cell['cell_type'] != 'code': return None
+    m = _re_show_doc.match(split_directives(_src(cell.get('source')))[1])
+    return m.group(1) if m else None
+
+
 def translate_nb(nb: dict) -> dict:
-    "The Quarto-only parts of a processed notebook, in MyST's terms (links are rewritten later, knowing every page)."
+    """The Quarto-only parts of a processed notebook, in MyST's terms (links are rewritten later, knowing every page).
+    A symbol documented twice (nbdev's automatic show_doc after the definition, then the author's own) keeps the last."""
     cells = []
-    for c in nb['cells']:
+    last_doc = {s: i for i, c in enumerate(nb['cells']) if (s := _shown_symbol(c))}
+    for i_cell, c in enumerate(nb['cells']):
+        if (s := _shown_symbol(c)) and last_doc[s] != i_cell: continue
         src = _src(c.get('source'))
         if c['cell_type'] == 'raw':
             m = re.match(r'\A---\s*\n(.*?)\n---\s*\Z', src.strip(), re.S)

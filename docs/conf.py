@@ -34,6 +34,7 @@ html_title = project
 html_static_path = ['_static']
 html_favicon = '_static/favicon.svg'
 html_css_files = ['fastcb.css']
+html_js_files = ['copybutton.js']   # copy buttons on code, without sphinx-copybutton's dependencies
 html_copy_source = False
 html_show_sourcelink = False
 html_last_updated_fmt = None

@@ -158,3 +158,68 @@ def test_every_exported_callback_is_in_fastcb_all():
 def test_callout_with_code_inside(bd):
     out = bd.convert_divs("::: {.callout-tip}\nRun:\n\n```python\nx = 1\n:::\n```\n\nDone.\n:::")
     assert out.startswith(':::{tip}\n') and '```python\nx = 1\n:::\n```' in out and out.rstrip().endswith(':::')
+
+
+@pytest.fixture(scope='module')
+def sd():
+    import sys
+    sys.path.insert(0, str(ROOT / 'docs'))
+    import fastcb_showdoc
+    return fastcb_showdoc
+
+
+def _documented(x: int, # how many
+                y: float | None = None, # None keeps the current one
+                f=print, # called with the result
+                *cbs, **kwargs) -> str: # what it returns
+    "Docstring first line.\n\nMore."
+    return ''
+
+
+def test_showdoc_signatures_are_the_real_ones(sd):
+    from fastcb.all import Callback, Metric, Learner, DataLoaders
+    for cls in (Callback, Metric):   # no __init__ of their own: no `(*args, **kwargs)` from object's
+        md = sd.render(cls)
+        assert f'class {cls.__name__}()' in md and '*args' not in md, md
+    md = sd.render(Learner)
+    assert 'NoneType' not in md and 'loss_func=None' in md and 'opt_func=Adam' in md and ' at 0x' not in md
+    assert f'py:class fastcb.learner.Learner' in md and 'fastcb/learner.py#L' in md
+    md = sd.render(Learner.__call__)
+    assert r'### Learner.\_\_call\_\_' in md and 'py:method fastcb.learner.Learner.__call__' in md
+    md = sd.render(Learner.no_bar)   # a contextmanager: its class and its source, not contextlib's
+    assert r'### Learner.no\_bar' in md and 'fastcb/learner.py#L' in md and 'def no_bar()' in md
+    md = sd.render(DataLoaders.from_tensors)
+    assert r'### DataLoaders.from\_tensors' in md and 'py:classmethod fastcb.data.DataLoaders.from_tensors' in md
+
+
+def test_showdoc_argument_table_from_docments(sd):
+    md = sd.render(_documented)
+    assert 'def _documented(x:int, y:float|None=None, f=print, *cbs, **kwargs) -> str' in md
+    assert '| argument | type | default | meaning |' in md
+    assert '| `x` | `int` |  | how many |' in md and '| `y` | `float\\|None` | `None` | None keeps the current one |' in md
+    assert '| **returns** | `str` |  | what it returns |' in md and '*Docstring first line.*\n\nMore.' in md
+    assert sd.fmt_default((print, len)) == '(print, len)' and sd.fmt_default('<function f at 0x7f00aa11bb22>') == "'f'"
+    assert '| argument' not in sd.render(lambda a=1: a)   # no comments, no table
+
+
+def test_symbol_documented_twice_keeps_the_authors_entry(bd):
+    auto = _code('#| echo: false\n#| output: asis\nshow_doc(DataLoaders.from_tensors)', [{'output_type': 'stream', 'name': 'stdout', 'text': 'auto'}])
+    own = _code("#| echo: false\n#| output: asis\nshow_doc(DataLoaders.from_tensors, name='DataLoaders.from_tensors')",
+                [{'output_type': 'stream', 'name': 'stdout', 'text': 'own'}])
+    other = _code('#| echo: false\n#| output: asis\nshow_doc(DataLoaders)', [{'output_type': 'stream', 'name': 'stdout', 'text': 'cls'}])
+    cells = bd.translate_nb(_nb(other, auto, own))['cells']
+    assert [c['source'] for c in cells] == ['cls', 'own']
+
+
+def test_showdoc_of_a_notebooks_own_copy_names_the_package(sd):
+    "nbdev runs a notebook's exported cells in its own shell: the symbols' module is __main__ and they have no source file."
+    ns = {'__name__': '__main__'}
+    exec(compile('class Callback:\n    "A notebook\'s copy."\n', '<cell>', 'exec'), ns)
+    e = sd.Entry(ns['Callback'])
+    assert e.fullname == 'fastcb.callback.core.Callback'
+    assert re.search(r'fastcb/callback/core\.py#L\d+$', e.source()), e.source()
+    assert 'class="showdoc-head showdoc-class"><a class="showdoc-source' in e.markdown()
+    ns = {'__name__': '__main__'}   # a class made by a function call at module level, as the cancel exceptions are
+    exec('CancelBatchException = type("CancelBatchException", (Exception,), {"__doc__": "Skip the batch"})', ns)
+    e = sd.Entry(ns['CancelBatchException'])
+    assert e.fullname == 'fastcb.callback.core.CancelBatchException' and re.search(r'core\.py#L\d+$', e.source()), e.source()
