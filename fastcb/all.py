@@ -5,11 +5,13 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #227b0165
+# %% ../nbs/99_all.ipynb #0ef361f1
 from .callback.core import *
+from .optimizer import *
 from .learner import *
 from .recorder import *
 from .metrics import *
+from .losses import *
 from .callback.progress import *
 from .callback.schedule import *
 from .callback.tracker import *
@@ -17,10 +19,29 @@ from .callback.training import *
 from .callback.hook import *
 from .data import *
 from .vision.learner import *
-import fastcb.callback.core as _core, fastcb.learner as _learner, fastcb.recorder as _recorder, fastcb.metrics as _metrics
-import fastcb.callback.progress as _progress, fastcb.callback.training as _training, fastcb.data as _data
-import fastcb.callback.tracker as _tracker, fastcb.callback.hook as _hook, fastcb.callback.schedule as _schedule
+from .checkpoint import *
+from .callback.compile import *
+from .callback.tensorboard import *
+from .callback.mixup import *
+from .interpret import *
+import fastcb.callback.core as _core
+import fastcb.optimizer as _optimizer
+import fastcb.learner as _learner
+import fastcb.recorder as _recorder
+import fastcb.metrics as _metrics
+import fastcb.losses as _losses
+import fastcb.callback.progress as _progress
+import fastcb.callback.schedule as _schedule
+import fastcb.callback.tracker as _tracker
+import fastcb.callback.training as _training
+import fastcb.callback.hook as _hook
+import fastcb.data as _data
 import fastcb.vision.learner as _vision_learner
+import fastcb.checkpoint as _checkpoint
+import fastcb.callback.compile as _compile
+import fastcb.callback.tensorboard as _tensorboard
+import fastcb.callback.mixup as _mixup
+import fastcb.interpret as _interpret
 
-# %% ../nbs/99_all.ipynb #ee56ee2c
-__all__ = [n for _m in (_core, _learner, _recorder, _metrics, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner) for n in _m.__all__]
+# %% ../nbs/99_all.ipynb #cdd8d817
+__all__ = [n for _m in (_core, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]

@@ -298,7 +298,7 @@ class ParamScheduler(Callback):
         for lst, get in self._recs:
             if len(lst) < n: lst.append(get())
 
-# %% ../../nbs/05_callback.schedule.ipynb #b0255d83
+# %% ../../nbs/05_callback.schedule.ipynb #fd557b93
 def _listify(o) -> list: return [] if o is None else list(o) if isinstance(o, (list, tuple)) else [o]
 
 def _check_pct_start(pct_start, fname):
@@ -329,7 +329,7 @@ def _scale(lrs, k): return [l * k for l in lrs] if isinstance(lrs, list) else lr
 
 @patch_to(Learner)
 def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float=1e5, pct_start:float=0.25, wd=None,
-                  moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False, start_epoch:int=0):
+                  moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False, start_epoch:int=0, resume=None):
     "Train for `n_epoch` epochs with the 1cycle policy: learning rate up then down, momentum down then up."
     _check_pct_start(pct_start, 'fit_one_cycle')
     _check_positive('fit_one_cycle', div=div, div_final=div_final)
@@ -340,24 +340,24 @@ def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float
     lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_one_cycle', reset_opt)
     scheds = {'lr': combined_cos(pct_start, _scale(lrs, 1 / div), lrs, _scale(lrs, 1 / div_final))}
     if moms is not None: scheds['mom'] = combined_cos(pct_start, *moms)
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #c61f054e
+# %% ../../nbs/05_callback.schedule.ipynb #30a74b6b
 @patch_to(Learner)
 def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:float=0.75, wd=None, cbs=None,
-                 reset_opt:bool=False, start_epoch:int=0):
+                 reset_opt:bool=False, start_epoch:int=0, resume=None):
     "Train for `n_epoch` epochs at a flat `lr`, then anneal it with a cosine during the last `1 - pct_start` of training."
     _check_pct_start(pct_start, 'fit_flat_cos')
     _check_positive('fit_flat_cos', div_final=div_final)
     self._check_fit_args(n_epoch, start_epoch)
     lrs = self._sched_lrs(lr, 'lr', 'fit_flat_cos', reset_opt)
     scheds = {'lr': combined_cos(pct_start, lrs, lrs, _scale(lrs, 1 / div_final))}
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #81918949
+# %% ../../nbs/05_callback.schedule.ipynb #2ed24490
 @patch_to(Learner)
 def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, cbs=None, reset_opt:bool=False, wd=None,
-             start_epoch:int=0):
+             start_epoch:int=0, resume=None):
     "Train `n_cycles` cosine cycles from `lr_max` to 0 (warm restarts), the `i`-th lasting `cycle_len * cycle_mult**i` epochs."
     for k, v in (('n_cycles', n_cycles), ('cycle_len', cycle_len), ('cycle_mult', cycle_mult)): check_whole(v, f'fit_sgdr {k}', 1)
     lens = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
@@ -365,13 +365,13 @@ def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, c
     self._check_fit_args(n_epoch, start_epoch)
     lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_sgdr', reset_opt)
     scheds = {'lr': combine_scheds([l / n_epoch for l in lens], [SchedCos(lrs, 0.) for _ in lens])}
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #f6f811a4
+# %% ../../nbs/05_callback.schedule.ipynb #26e1fc97
 @patch_to(Learner)
 def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult:float=100, pct_start:float=0.3,
               div:float=5.0, div_final:float=1e5, wd=None, moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False,
-              start_epoch:int=0):
+              start_epoch:int=0, resume=None):
     "Train the head (`freeze`) for `freeze_epochs`, then everything (`unfreeze`) for `epochs`, with one-cycle and discriminative learning rates."
     for k, v in (('epochs', epochs), ('freeze_epochs', freeze_epochs)): check_whole(v, f'fine_tune {k}')
     if epochs + freeze_epochs == 0: raise ValueError("fine_tune: epochs and freeze_epochs are both 0, so there is nothing to train")
@@ -385,14 +385,17 @@ def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult
                       "trains in both phases. Give the Learner a splitter (e.g. body and head) to fine-tune a pretrained body.")
     kw = dict(div_final=div_final, wd=wd, moms=moms, cbs=cbs)
     if reset_opt: self.create_opt()
-    if start_epoch < freeze_epochs:
+    plan = self.resume_stages(resume, ['frozen', 'unfrozen'])   # which stage a checkpoint belongs to (fastcb.checkpoint)
+    if start_epoch < freeze_epochs and plan['frozen'] is not False:
         self.freeze()
-        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, start_epoch=start_epoch, **kw)
+        with self.in_stage('frozen'):
+            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, start_epoch=start_epoch, resume=plan['frozen'], **kw)
     if epochs == 0: return
     base_lr /= 2
     self.unfreeze()
-    self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div,
-                       start_epoch=max(start_epoch - freeze_epochs, 0), **kw)
+    with self.in_stage('unfrozen'):
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div,
+                           start_epoch=max(start_epoch - freeze_epochs, 0), resume=plan['unfrozen'], **kw)
 
 # %% ../../nbs/05_callback.schedule.ipynb #8728ca4f
 class LRFinder(ParamScheduler):
