@@ -1,0 +1,190 @@
+"""Distributed training on CPU with gloo: real processes under torchrun (one node and two "nodes" on loopback),
+faults, Ctrl-C, and the notebook launcher from a real Jupyter kernel. Ports are free ports of 127.0.0.1; every
+wait is bounded."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+def _env(**kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1', FASTCB_PROGRESS='plain', **kw)
+    env.pop('RANK', None); env.pop('WORLD_SIZE', None)
+    return env
+
+def _port():
+    from fastcb.distributed import free_port
+    return free_port('127.0.0.1')
+
+def _torchrun(script, *args, nproc=2, extra=(), port=None):
+    return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', str(nproc), '--master_addr', '127.0.0.1',
+            '--master_port', str(port or _port()), *extra, str(script), *args]
+
+def _results(out:str) -> dict:
+    "rank -> the JSON each rank printed on its RESULT line."
+    res = {}
+    for line in out.splitlines():
+        if line.startswith('RESULT '):
+            _, rank, js = line.split(' ', 2)
+            res[int(rank)] = json.loads(js)
+    return res
+
+WORKER = r'''
+import json, os
+import torch
+from torch import nn
+import torch.distributed as dist
+from fastcb.learner import Learner
+from fastcb.recorder import Metric
+from fastcb.data import digits_dls
+from fastcb.metrics import accuracy, F1Score
+from fastcb.callback.core import Callback
+from fastcb.callback.training import GradientAccumulation
+from fastcb.callback.tracker import EarlyStoppingCallback
+from fastcb.callback.progress import ProgressCallback
+import fastcb.callback.schedule
+import fastcb.distributed as fd
+
+def mk_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+def mk_learn(**kw):
+    dls = digits_dls(bs=32, flat=True, seed=1)
+    learn = Learner(dls, mk_model(), lr=1e-2, device='cpu', **kw)
+    learn.remove_cb(ProgressCallback)
+    return learn
+
+def hand_ddp(n_acc=1):
+    "Plain DDP, written by hand, over the same shards of the same (seed, epoch) order."
+    dls = digits_dls(bs=32, flat=True, seed=1)
+    dls.train.shard(dist.get_rank(), dist.get_world_size())
+    ddp = nn.parallel.DistributedDataParallel(mk_model())
+    opt = torch.optim.Adam(ddp.parameters(), lr=1e-2)
+    n = len(dls.train)
+    for i, (x, y) in enumerate(dls.train):
+        step = (i + 1) % n_acc == 0 or i == n - 1
+        with (ddp.no_sync() if not step else torch.enable_grad()):
+            loss = dls.loss_func(ddp(x), y) / n_acc
+            loss.backward()
+        if step: opt.step(); opt.zero_grad()
+    return ddp.module
+
+def same_weights(a, b): return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+class Batches(Metric):
+    "A metric fastcb cannot reduce by sums: the mean over items of argmax == target, kept as a list of per-item values."
+    def reset(self): self.hits = []
+    def accumulate(self, learn): self.hits.append((learn.pred.argmax(-1) == learn.yb[0]).float())
+    @property
+    def value(self): return torch.cat(self.hits).mean() if self.hits else None
+
+class CountCollectives(Callback):
+    "Count torch.distributed calls made inside training batches, and DDP's gradient buckets."
+    order = -8
+    names = ('all_reduce', 'all_gather', 'all_gather_object', 'broadcast', 'broadcast_object_list', 'barrier', 'reduce',
+             'gather', 'gather_object', 'scatter', 'all_to_all', 'reduce_scatter', 'all_gather_into_tensor', 'send', 'recv')
+    def __init__(self):
+        self.in_batch, self.in_hook, self.in_step, self.outside, self.buckets, self.steps = False, False, 0, 0, 0, 0
+        for n in self.names:
+            f = getattr(dist, n)
+            def wrapped(*a, _f=f, **k):
+                if self.in_hook: pass   # DDP's own bucket all-reduce, counted in `buckets`
+                elif self.in_batch: self.in_step += 1
+                else: self.outside += 1
+                return _f(*a, **k)
+            setattr(dist, n, wrapped)
+    def before_fit(self):
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+        def hook(state, bucket):
+            self.buckets, self.in_hook = self.buckets + 1, True
+            try: return allreduce_hook(None, bucket)
+            finally: self.in_hook = False
+        self.learn.model.register_comm_hook(None, hook)
+    def before_batch(self):
+        if self.learn.training: self.in_batch = True; self.steps += 1
+    def after_batch(self): self.in_batch = False
+
+def main():
+    dist.init_process_group('gloo')   # the user's group: distrib_ctx uses it and leaves it
+    rank, out = dist.get_rank(), {}
+    # 1. weights after one epoch equal hand-written DDP's, bit for bit; without and with gradient accumulation
+    for n_acc in (1, 3):
+        learn = mk_learn(cbs=[GradientAccumulation(n_acc)] if n_acc > 1 else None)
+        with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+        out[f'parity_acc{n_acc}'] = same_weights(learn.model, hand_ddp(n_acc))
+        out['unwrapped'] = type(learn.model).__name__
+    # 2. validation metrics of the 2 ranks equal the 1-process values; the rows agree on every rank
+    learn = mk_learn(metrics=[accuracy, F1Score(), Batches()])
+    with learn.no_logging(), learn.distrib_ctx():
+        learn.fit(1)
+        out['dist_valid'] = learn.validate()
+        out['rows'] = learn.recorder.values
+        out['n_valid_shard'] = len(learn.dls.valid)
+    out['single_valid'] = learn.validate()   # the same weights, the whole validation set, one process
+    out['n_valid_whole'] = len(learn.dls.valid)
+    # 3. collectives inside training steps (beyond DDP's gradient buckets): none
+    count = CountCollectives()
+    learn = mk_learn(cbs=[count])
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(2)
+    out['coll_in_steps'], out['coll_outside_fit'], out['steps'] = count.in_step, count.outside, count.steps
+    out['buckets'] = count.buckets
+    count_acc = CountCollectives()
+    learn = mk_learn(cbs=[count_acc, GradientAccumulation(4)])
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+    out['acc_buckets'], out['acc_steps'] = count_acc.buckets, count_acc.steps
+    # 4. early stopping decides from the reduced metrics: the same epoch on every rank
+    learn = mk_learn(cbs=[EarlyStoppingCallback(monitor='valid_loss', min_delta=0.02, patience=1)])
+    learn.model = mk_model()
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(12, lr=3e-3)
+    out['stopped'] = learn.early_stopping.stopped_epoch
+    # 5. save: rank 0 writes behind a barrier, every rank can read it right after
+    learn = mk_learn(path=os.environ['FASTCB_TEST_DIR'])
+    with learn.no_logging(), learn.distrib_ctx():
+        learn.fit(1)
+        p = learn.save('m')   # every rank reads it at once: rank 0 wrote it before anyone returned
+        out['saved_keys'] = sorted(torch.load(p, weights_only=True)['model'])
+        learn.load('m')
+    # 6. lr_find refuses
+    learn = mk_learn()
+    with learn.no_logging(), learn.distrib_ctx():
+        try: learn.lr_find(num_it=10, show_plot=False); out['lr_find'] = 'ran'
+        except RuntimeError as e: out['lr_find'] = str(e)[:40]
+    # 7. a model that differs between ranks: the same clear error on every rank, no hang
+    learn = mk_learn()
+    if rank == 1: learn.model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    try:
+        with learn.distrib_ctx(): out['mismatch'] = 'ran'
+    except RuntimeError as e: out['mismatch'] = str(e)
+    out['group_after'] = dist.is_initialized()
+    print('RESULT', rank, json.dumps(out), flush=True)
+
+if __name__ == '__main__': main()
+'''
+
+def test_two_processes(tmp_path):
+    "Weights equal hand-written DDP's, metrics equal one process's, no collective in a step, trackers agree, save, errors."
+    script = tmp_path / 'worker.py'; script.write_text(WORKER)
+    p = subprocess.run(_torchrun(script), env=_env(FASTCB_TEST_DIR=str(tmp_path)), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    res = _results(p.stdout)
+    assert sorted(res) == [0, 1], p.stdout
+    r0, r1 = res[0], res[1]
+    for r in (r0, r1):
+        assert r['parity_acc1'] and r['parity_acc3']          # torch.equal with plain DDP (and DDP.no_sync)
+        assert r['unwrapped'] == 'Sequential'                 # the model is unwrapped after fit
+        assert r['n_valid_shard'] < r['n_valid_whole']        # validation was sharded ...
+        assert r['dist_valid'] == pytest.approx(r['single_valid'], rel=1e-6, abs=1e-7)   # ... and reduced exactly
+        assert r['coll_in_steps'] == 0                        # collectives per step beyond DDP's buckets
+        assert r['buckets'] == r['steps']                     # one gradient bucket per step for this tiny model
+        assert r['acc_steps'] == 23 and r['acc_buckets'] == 6 # accumulation: all-reduce only on the 6 real steps
+        assert r['stopped'] is not None and r['stopped'] < 11
+        assert r['saved_keys'] == ['0.bias', '0.weight', '2.bias', '2.weight']   # no 'module.' prefix
+        assert r['lr_find'].startswith('lr_find does not run under')
+        assert 'the model differs between rank 0 and rank 1' in r['mismatch'] and '0.weight' in r['mismatch']
+        assert r['group_after']                               # the user's process group is left alone
+    assert r0['rows'] == r1['rows'] and r0['dist_valid'] == r1['dist_valid'] and r0['stopped'] == r1['stopped']
+    assert (tmp_path / 'models' / 'm.pth').exists()
