@@ -188,3 +188,135 @@ def test_two_processes(tmp_path):
         assert r['group_after']                               # the user's process group is left alone
     assert r0['rows'] == r1['rows'] and r0['dist_valid'] == r1['dist_valid'] and r0['stopped'] == r1['stopped']
     assert (tmp_path / 'models' / 'm.pth').exists()
+
+SMALL = r'''
+import json, os, sys, time
+import torch
+from torch import nn
+import torch.distributed as dist
+from fastcb.learner import Learner
+from fastcb.callback.core import Callback
+from fastcb.callback.progress import ProgressCallback
+from fastcb.data import digits_dls
+from fastcb.metrics import accuracy
+import fastcb.distributed
+
+class Fail(Callback):
+    "Raise on one rank only, in the middle of the first epoch."
+    def after_batch(self):
+        if self.learn.training and self.learn.iter == 3 and self.learn.rank == 1: raise RuntimeError('boom on rank 1')
+
+class Slow(Callback):
+    "Train slowly; say READY once, then report the teardown."
+    def after_batch(self):
+        if self.learn.training and self.learn.epoch == 0 and self.learn.iter == 2: print('READY', self.learn.rank, flush=True)
+        time.sleep(0.02)
+    def cleanup_fit(self): print('TEARDOWN', self.learn.rank, flush=True)
+
+def main(mode):
+    torch.manual_seed(0)
+    learn = Learner(digits_dls(bs=32, flat=True, seed=1), nn.Sequential(nn.Linear(64, 10)), metrics=accuracy, lr=1e-2,
+                    device='cpu', cbs={'fail': Fail(), 'slow': Slow()}.get(mode))
+    learn.remove_cb(ProgressCallback)
+    try:
+        with learn.no_logging(), learn.distrib_ctx(timeout=30):
+            learn.fit(1000 if mode == 'slow' else 1)
+            rank, vals = learn.rank, learn.recorder.values
+    finally: print('DETACHED', int(os.environ['RANK']), dist.is_initialized(), flush=True)
+    w = [p.detach().double().sum().item() for p in learn.model.parameters()]
+    print('RESULT', rank, json.dumps({'values': vals, 'weights': w, 'group_after': dist.is_initialized()}), flush=True)
+
+if __name__ == '__main__': main(sys.argv[1])
+'''
+
+def test_two_nodes_on_loopback(tmp_path):
+    "Two 'nodes' of one process each (two torchrun agents) train as one job; distrib_ctx makes and ends the group."
+    script = tmp_path / 'small.py'; script.write_text(SMALL)
+    port = _port()
+    procs = [subprocess.Popen(_torchrun(script, 'plain', nproc=1, port=port, extra=('--nnodes', '2', '--node_rank', str(n))),
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs): assert p.returncode == 0, out[-2000:] + err[-4000:]
+    res = {**_results(outs[0][0]), **_results(outs[1][0])}
+    assert sorted(res) == [0, 1]
+    assert res[0] == res[1]                                   # same reduced rows, same weights
+    assert res[0]['group_after'] is False                     # the group distrib_ctx made is gone
+    assert res[0]['values'][0][2] > 0.5                       # it learned (accuracy of the whole validation set)
+
+def test_error_on_one_rank_ends_both(tmp_path):
+    "A RuntimeError raised on rank 1 only: both processes end well within the timeout, with the error shown."
+    script = tmp_path / 'small.py'; script.write_text(SMALL)
+    start = time.monotonic()
+    p = subprocess.run(_torchrun(script, 'fail'), env=_env(), capture_output=True, text=True, timeout=180)
+    took = time.monotonic() - start
+    assert p.returncode != 0
+    assert 'RuntimeError: boom on rank 1' in p.stderr, p.stderr[-4000:]
+    assert 'RESULT' not in p.stdout
+    assert took < 120, took
+
+def test_ctrl_c_stops_every_rank_with_teardown(tmp_path):
+    "Ctrl-C (SIGINT to the process group, as a terminal sends it) stops both ranks, and each runs its teardown."
+    script = tmp_path / 'small.py'; script.write_text(SMALL)
+    log = open(tmp_path / 'out.txt', 'w')
+    p = subprocess.Popen(_torchrun(script, 'slow'), env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while (tmp_path / 'out.txt').read_text().count('READY') < 2:
+            assert p.poll() is None and time.monotonic() < deadline, (tmp_path / 'out.txt').read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=90)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL); p.wait(timeout=30)
+        log.close()
+    out = (tmp_path / 'out.txt').read_text()
+    for r in (0, 1):
+        assert f'TEARDOWN {r}' in out and f'DETACHED {r} False' in out, out[-3000:]
+    assert 'RESULT' not in out
+
+NOTEBOOK_CELLS = [
+    "import torch\nfrom torch import nn\nfrom fastcb.learner import Learner\nfrom fastcb.data import digits_dls\n"
+    "from fastcb.metrics import accuracy\nfrom fastcb.distributed import notebook_launch",
+    "def train(bs):\n    torch.manual_seed(0)\n"
+    "    learn = Learner(digits_dls(bs=bs, flat=True, seed=1), nn.Sequential(nn.Linear(64, 10)), metrics=accuracy, device='cpu')\n"
+    "    with learn.no_bar(), learn.no_logging(), learn.distrib_ctx(timeout=60):\n"
+    "        learn.fit(1)\n"
+    "        rank = learn.rank\n"
+    "    return rank, learn.recorder.values[-1]",
+    "res = notebook_launch(train, nprocs=2, args=(32,))\nprint('RANKS', [r for r, _ in res], res[0][1] == res[1][1])",
+    "def bad():\n    import os\n    if os.environ['RANK'] == '1': raise ValueError('bad input on rank 1')\n"
+    "    import time; time.sleep(60)\n",
+    "import time\nt = time.monotonic()\ntry: notebook_launch(bad, nprocs=2)\n"
+    "except Exception as e: print('RAISED', 'bad input on rank 1' in str(e), time.monotonic() - t < 50)",
+]
+
+def test_notebook_launch_from_a_jupyter_kernel(tmp_path, monkeypatch):
+    "notebook_launch run by a real Jupyter kernel: two processes agree; an error in one stops both and is raised."
+    nbformat = pytest.importorskip('nbformat'); nbclient = pytest.importorskip('nbclient')
+    monkeypatch.setenv('PYTHONPATH', str(ROOT)); monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS])
+    nbclient.NotebookClient(nb, timeout=180, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}).execute()
+    text = lambda i: ''.join(o.get('text', '') for o in nb.cells[i].outputs if o.get('output_type') == 'stream')
+    assert 'RANKS [0, 1] True' in text(2), nb.cells[2].outputs
+    assert 'RAISED True True' in text(4), nb.cells[4].outputs
+
+def test_bad_setups_fail_clearly_and_change_nothing(monkeypatch):
+    "Outside a launcher: the torchrun command; NCCL without GPUs; more processes than GPUs. Nothing is left changed."
+    from torch import nn
+    from fastcb.learner import Learner
+    from fastcb.data import digits_dls
+    import fastcb.distributed as fd
+    for v in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_WORLD_SIZE'): monkeypatch.delenv(v, raising=False)
+    dls = digits_dls(bs=64, flat=True, seed=1)
+    learn = Learner(dls, nn.Linear(64, 10), device='cpu')
+    with pytest.raises(RuntimeError, match='torchrun --nproc_per_node'): learn.to_distributed()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='NCCL backend needs CUDA GPUs'): learn.to_distributed(backend='nccl')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 1)
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    with pytest.raises(RuntimeError, match=r'2 processes were started on this machine but it has 1 GPU'):
+        learn.to_distributed(backend='nccl')
+    assert learn.cb(fd.DistributedCallback) is None and dls.train.world_size == 1 and learn.device.type == 'cpu'
+    assert not torch.distributed.is_initialized()
