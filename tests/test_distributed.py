@@ -48,13 +48,16 @@ from fastcb.callback.progress import ProgressCallback
 import fastcb.callback.schedule
 import fastcb.distributed as fd
 
+CUDA = os.environ.get('FASTCB_TEST_DEVICE') == 'cuda'
+DEV = torch.device('cuda', int(os.environ['LOCAL_RANK'])) if CUDA else torch.device('cpu')
+
 def mk_model():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
 
 def mk_learn(**kw):
     dls = digits_dls(bs=32, flat=True, seed=1)
-    learn = Learner(dls, mk_model(), lr=1e-2, device='cpu', **kw)
+    learn = Learner(dls, mk_model(), lr=1e-2, device=DEV, **kw)
     learn.remove_cb(ProgressCallback)
     return learn
 
@@ -62,10 +65,11 @@ def hand_ddp(n_acc=1):
     "Plain DDP, written by hand, over the same shards of the same (seed, epoch) order."
     dls = digits_dls(bs=32, flat=True, seed=1)
     dls.train.shard(dist.get_rank(), dist.get_world_size())
-    ddp = nn.parallel.DistributedDataParallel(mk_model())
+    ddp = nn.parallel.DistributedDataParallel(mk_model().to(DEV), device_ids=[DEV.index] if CUDA else None)
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-2)
     n = len(dls.train)
     for i, (x, y) in enumerate(dls.train):
+        x, y = x.to(DEV), y.to(DEV)
         step = (i + 1) % n_acc == 0 or i == n - 1
         with (ddp.no_sync() if not step else torch.enable_grad()):
             loss = dls.loss_func(ddp(x), y) / n_acc
@@ -109,7 +113,8 @@ class CountCollectives(Callback):
     def after_batch(self): self.in_batch = False
 
 def main():
-    dist.init_process_group('gloo')   # the user's group: distrib_ctx uses it and leaves it
+    if CUDA: torch.cuda.set_device(DEV)
+    dist.init_process_group('nccl' if CUDA else 'gloo')   # the user's group: distrib_ctx uses it and leaves it
     rank, out = dist.get_rank(), {}
     # 1. weights after one epoch equal hand-written DDP's, bit for bit; without and with gradient accumulation
     for n_acc in (1, 3):
@@ -155,39 +160,55 @@ def main():
         except RuntimeError as e: out['lr_find'] = str(e)[:40]
     # 7. a model that differs between ranks: the same clear error on every rank, no hang
     learn = mk_learn()
-    if rank == 1: learn.model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    if rank == 1 or dist.get_world_size() == 1: learn.model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
     try:
         with learn.distrib_ctx(): out['mismatch'] = 'ran'
     except RuntimeError as e: out['mismatch'] = str(e)
     out['group_after'] = dist.is_initialized()
+    out['world_size'], out['n_train'] = dist.get_world_size(), len(digits_dls(bs=32, flat=True, seed=1).train.shard(rank, dist.get_world_size()))
     print('RESULT', rank, json.dumps(out), flush=True)
 
 if __name__ == '__main__': main()
 '''
+
+def _check_worker(res:dict, ws:int):
+    assert sorted(res) == list(range(ws))
+    for r in res.values():
+        assert r['world_size'] == ws
+        assert r['parity_acc1'] and r['parity_acc3']          # torch.equal with plain DDP (and DDP.no_sync)
+        assert r['unwrapped'] == 'Sequential'                 # the model is unwrapped after fit
+        if ws > 1: assert r['n_valid_shard'] < r['n_valid_whole']   # validation was sharded ...
+        assert r['dist_valid'] == pytest.approx(r['single_valid'], rel=1e-5, abs=1e-6)   # ... and reduced exactly
+        assert r['coll_in_steps'] == 0                        # collectives per step beyond DDP's buckets
+        assert r['buckets'] == r['steps'] == 2 * r['n_train'] # one gradient bucket per step for this tiny model
+        n = r['n_train']                                      # accumulation: all-reduce only on the real steps
+        assert r['acc_steps'] == n and r['acc_buckets'] == n // 4 + (n % 4 > 0)
+        assert r['stopped'] is not None and r['stopped'] < 11
+        assert r['saved_keys'] == ['0.bias', '0.weight', '2.bias', '2.weight']   # no 'module.' prefix
+        assert r['lr_find'].startswith('lr_find does not run under')
+        if ws > 1: assert 'the model differs between rank 0 and rank 1' in r['mismatch'] and '0.weight' in r['mismatch']
+        assert r['group_after']                               # the user's process group is left alone
+    first = res[0]
+    for r in res.values():
+        assert r['rows'] == first['rows'] and r['dist_valid'] == first['dist_valid'] and r['stopped'] == first['stopped']
 
 def test_two_processes(tmp_path):
     "Weights equal hand-written DDP's, metrics equal one process's, no collective in a step, trackers agree, save, errors."
     script = tmp_path / 'worker.py'; script.write_text(WORKER)
     p = subprocess.run(_torchrun(script), env=_env(FASTCB_TEST_DIR=str(tmp_path)), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
-    res = _results(p.stdout)
-    assert sorted(res) == [0, 1], p.stdout
-    r0, r1 = res[0], res[1]
-    for r in (r0, r1):
-        assert r['parity_acc1'] and r['parity_acc3']          # torch.equal with plain DDP (and DDP.no_sync)
-        assert r['unwrapped'] == 'Sequential'                 # the model is unwrapped after fit
-        assert r['n_valid_shard'] < r['n_valid_whole']        # validation was sharded ...
-        assert r['dist_valid'] == pytest.approx(r['single_valid'], rel=1e-6, abs=1e-7)   # ... and reduced exactly
-        assert r['coll_in_steps'] == 0                        # collectives per step beyond DDP's buckets
-        assert r['buckets'] == r['steps']                     # one gradient bucket per step for this tiny model
-        assert r['acc_steps'] == 23 and r['acc_buckets'] == 6 # accumulation: all-reduce only on the 6 real steps
-        assert r['stopped'] is not None and r['stopped'] < 11
-        assert r['saved_keys'] == ['0.bias', '0.weight', '2.bias', '2.weight']   # no 'module.' prefix
-        assert r['lr_find'].startswith('lr_find does not run under')
-        assert 'the model differs between rank 0 and rank 1' in r['mismatch'] and '0.weight' in r['mismatch']
-        assert r['group_after']                               # the user's process group is left alone
-    assert r0['rows'] == r1['rows'] and r0['dist_valid'] == r1['dist_valid'] and r0['stopped'] == r1['stopped']
+    _check_worker(_results(p.stdout), 2)
     assert (tmp_path / 'models' / 'm.pth').exists()
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not torch.distributed.is_nccl_available(), reason="needs a CUDA GPU and NCCL")
+def test_nccl_on_gpus(tmp_path):
+    "The same checks with NCCL, one process per GPU (at most 2); with a single GPU, a world of one process."
+    ws = min(2, torch.cuda.device_count())
+    script = tmp_path / 'worker.py'; script.write_text(WORKER)
+    p = subprocess.run(_torchrun(script, nproc=ws), env=_env(FASTCB_TEST_DIR=str(tmp_path), FASTCB_TEST_DEVICE='cuda'),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    _check_worker(_results(p.stdout), ws)
 
 SMALL = r'''
 import json, os, sys, time
