@@ -130,6 +130,10 @@ def main():
         out['rows'] = learn.recorder.values
         out['n_valid_shard'] = len(learn.dls.valid)
     out['single_valid'] = learn.validate()   # the same weights, the whole validation set, one process
+    learn = mk_learn(metrics=[accuracy, F1Score()])
+    learn.recorder.train_metrics = True   # training metrics are reduced too (their sums, in the same exchange)
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+    out['rows_train'] = learn.recorder.values
     out['n_valid_whole'] = len(learn.dls.valid)
     # 3. collectives inside training steps (beyond DDP's gradient buckets): none
     count = CountCollectives()
@@ -190,6 +194,7 @@ def _check_worker(res:dict, ws:int):
         assert r['group_after']                               # the user's process group is left alone
     first = res[0]
     for r in res.values():
+        assert r['rows_train'] == first['rows_train'] and len(first['rows_train'][0]) == 6
         assert r['rows'] == first['rows'] and r['dist_valid'] == first['dist_valid'] and r['stopped'] == first['stopped']
 
 def test_two_processes(tmp_path):
