@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #0ef361f1
+# %% ../nbs/99_all.ipynb #94b60630
 from .callback.core import *
 from .optimizer import *
 from .learner import *
@@ -20,6 +20,7 @@ from .callback.hook import *
 from .data import *
 from .vision.learner import *
 from .checkpoint import *
+from .distributed import *
 from .callback.compile import *
 from .callback.tensorboard import *
 from .callback.mixup import *
@@ -38,10 +39,11 @@ import fastcb.callback.hook as _hook
 import fastcb.data as _data
 import fastcb.vision.learner as _vision_learner
 import fastcb.checkpoint as _checkpoint
+import fastcb.distributed as _distributed
 import fastcb.callback.compile as _compile
 import fastcb.callback.tensorboard as _tensorboard
 import fastcb.callback.mixup as _mixup
 import fastcb.interpret as _interpret
 
-# %% ../nbs/99_all.ipynb #cdd8d817
-__all__ = [n for _m in (_core, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]
+# %% ../nbs/99_all.ipynb #b07a7149
+__all__ = [n for _m in (_core, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _distributed, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]

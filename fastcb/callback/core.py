@@ -152,7 +152,7 @@ def sort_callbacks(cbs:list) -> list:
                          ": their `run_before`/`run_after` contradict each other. Remove one of the constraints.")
     return res
 
-# %% ../../nbs/00_callback.core.ipynb #0021c622
+# %% ../../nbs/00_callback.core.ipynb #39af6988
 def noop(*args, **kwargs):
     "Do nothing: the learner's `logger` while logging is off."
     return None

@@ -298,7 +298,7 @@ class ParamScheduler(Callback):
         for lst, get in self._recs:
             if len(lst) < n: lst.append(get())
 
-# %% ../../nbs/05_callback.schedule.ipynb #fd557b93
+# %% ../../nbs/05_callback.schedule.ipynb #493806f0
 def _listify(o) -> list: return [] if o is None else list(o) if isinstance(o, (list, tuple)) else [o]
 
 def _check_pct_start(pct_start, fname):
@@ -342,7 +342,7 @@ def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float
     if moms is not None: scheds['mom'] = combined_cos(pct_start, *moms)
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #30a74b6b
+# %% ../../nbs/05_callback.schedule.ipynb #257c716f
 @patch_to(Learner)
 def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:float=0.75, wd=None, cbs=None,
                  reset_opt:bool=False, start_epoch:int=0, resume=None):
@@ -354,7 +354,7 @@ def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:floa
     scheds = {'lr': combined_cos(pct_start, lrs, lrs, _scale(lrs, 1 / div_final))}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #2ed24490
+# %% ../../nbs/05_callback.schedule.ipynb #ee764fa1
 @patch_to(Learner)
 def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, cbs=None, reset_opt:bool=False, wd=None,
              start_epoch:int=0, resume=None):
@@ -367,7 +367,7 @@ def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, c
     scheds = {'lr': combine_scheds([l / n_epoch for l in lens], [SchedCos(lrs, 0.) for _ in lens])}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
-# %% ../../nbs/05_callback.schedule.ipynb #26e1fc97
+# %% ../../nbs/05_callback.schedule.ipynb #ea019a4d
 @patch_to(Learner)
 def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult:float=100, pct_start:float=0.3,
               div:float=5.0, div_final:float=1e5, wd=None, moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False,
