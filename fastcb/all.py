@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #94b60630
+# %% ../nbs/99_all.ipynb #8494dbd2
 from .callback.core import *
 from .optimizer import *
 from .learner import *
@@ -45,5 +45,5 @@ import fastcb.callback.tensorboard as _tensorboard
 import fastcb.callback.mixup as _mixup
 import fastcb.interpret as _interpret
 
-# %% ../nbs/99_all.ipynb #b07a7149
+# %% ../nbs/99_all.ipynb #b6203939
 __all__ = [n for _m in (_core, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _distributed, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]

@@ -292,7 +292,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #df598f23
+# %% ../nbs/01_learner.ipynb #a90e90df
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -937,7 +937,9 @@ class Learner:
         problems += [p for p in m if strict or p.startswith('shape')]
         skip += [p for p in m if not strict and not p.startswith('shape')]
         problems += _opt_mismatches(self, state.get('opt'), state.get('opt_type'))
-        mine, theirs = {cb.name for cb in self.cbs}, set(state.get('callbacks', {}))
+        # Only callbacks that keep state count: one without (a progress bar, the compiled step) changes nothing on load.
+        mine = {cb.name for cb in self.cbs if cb.state_dict()}
+        theirs = {k for k, v in state.get('callbacks', {}).items() if v}
         diff = []
         if theirs - mine: diff.append(f"callbacks in the state but not on this learner: {sorted(theirs - mine)}")
         if mine - theirs: diff.append(f"callbacks on this learner but not in the state: {sorted(mine - theirs)}")
