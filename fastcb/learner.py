@@ -292,7 +292,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #a90e90df
+# %% ../nbs/01_learner.ipynb #f0078c96
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,

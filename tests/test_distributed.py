@@ -123,14 +123,14 @@ def main():
         out[f'parity_acc{n_acc}'] = same_weights(learn.model, hand_ddp(n_acc))
         out['unwrapped'] = type(learn.model).__name__
     # 2. validation metrics of the 2 ranks equal the 1-process values; the rows agree on every rank
-    learn = mk_learn(metrics=[accuracy, F1Score(), Batches()])
+    learn = mk_learn(metrics=[accuracy, F1Score(average='macro'), Batches()])
     with learn.no_logging(), learn.distrib_ctx():
         learn.fit(1)
         out['dist_valid'] = learn.validate()
         out['rows'] = learn.recorder.values
         out['n_valid_shard'] = len(learn.dls.valid)
     out['single_valid'] = learn.validate()   # the same weights, the whole validation set, one process
-    learn = mk_learn(metrics=[accuracy, F1Score()])
+    learn = mk_learn(metrics=[accuracy, F1Score(average='macro')])
     learn.recorder.train_metrics = True   # training metrics are reduced too (their sums, in the same exchange)
     with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
     out['rows_train'] = learn.recorder.values

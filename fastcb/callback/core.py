@@ -10,7 +10,7 @@ import torch
 # %% auto #0
 __all__ = ['event', 'CancelBatchException', 'CancelTrainException', 'CancelValidException', 'CancelEpochException',
            'CancelFitException', 'CancelStepException', 'CancelBackwardException', 'CancelException', 'camel2snake',
-           'class2attr', 'suggest_event', 'check_event_names', 'sort_callbacks', 'patch_to', 'check_whole',
+           'class2attr', 'suggest_event', 'check_event_names', 'sort_callbacks', 'noop', 'patch_to', 'check_whole',
            'check_state', 'hold_interrupts', 'handles', 'Callback']
 
 # %% ../../nbs/00_callback.core.ipynb #dc927e96
@@ -152,8 +152,8 @@ def sort_callbacks(cbs:list) -> list:
                          ": their `run_before`/`run_after` contradict each other. Remove one of the constraints.")
     return res
 
-# %% ../../nbs/00_callback.core.ipynb #39af6988
-def noop(*args, **kwargs):
+# %% ../../nbs/00_callback.core.ipynb #59828fd8
+def noop(*_, **__):
     "Do nothing: the learner's `logger` while logging is off."
     return None
 
