@@ -91,7 +91,7 @@ class MixUp(MixHandler):
         self.learn.xb = tuple(torch.lerp(t[self.shuffle], t, _expand(lam, t)) for t in self.learn.xb)
         if not self.stack_y: self._mix_targets()
 
-# %% ../../nbs/15_callback.mixup.ipynb #9d6d22f0
+# %% ../../nbs/15_callback.mixup.ipynb #f029e8f6
 class CutMix(MixHandler):
     "fastai's CutMix: paste a random rectangle of a shuffled copy of each training batch into it, and mix the targets or the loss by area."
     def __init__(self, alpha:float=1., # the Beta distribution's two parameters (1: the area is uniform)
@@ -120,7 +120,7 @@ class CutMix(MixHandler):
         x[..., y1:y2, x1:x2] = x[self.shuffle][..., y1:y2, x1:x2]
         self.learn.x = x
         self.yb1 = tuple(t[self.shuffle] for t in self.learn.yb)
-        self.lam = torch.tensor(1 - (x2 - x1) * (y2 - y1) / float(W * H), device=x.device)
+        self.lam = torch.tensor(1 - (x2 - x1) * (y2 - y1) / float(W * H)).to(x.device, non_blocking=True)   # no host sync, as in MixUp
         if not self.stack_y: self._mix_targets()
 
 # %% ../../nbs/15_callback.mixup.ipynb #eed56cf5
