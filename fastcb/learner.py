@@ -173,7 +173,7 @@ def expand_per_group(val, n_groups:int, key:str='lr') -> list:
         raise ValueError(f"{key} has {len(vals)} values but the optimizer has {n_groups} parameter groups")
     return vals
 
-# %% ../nbs/01_learner.ipynb #06b662af
+# %% ../nbs/01_learner.ipynb #5238ff7d
 def _listify(o) -> list: return [] if o is None else list(o) if isinstance(o, (list, tuple)) else [o]
 
 def _refers(refs, cb) -> bool:
@@ -184,6 +184,10 @@ def _no_assign(name):
     raise AttributeError(f"Assigning learn.{name} would replace the training step behind the other callbacks' backs. "
                          f"A callback takes the step over with self.learn.claim_step(self, backward=..., opt_step=...), "
                          f"which refuses a second owner; a Learner subclass overrides backward() or opt_step().")
+
+def _keeps_state(cb) -> bool:
+    "Does callback `cb` declare a state (`state_attrs`, or its own `state_dict`), even if it has none yet?"
+    return bool(cb.state_attrs) or type(cb).state_dict is not Callback.state_dict
 
 def _clone(o):
     "A deep copy of a state (tensors cloned), so later training does not change it."
@@ -292,7 +296,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #f0078c96
+# %% ../nbs/01_learner.ipynb #1eaf6bbb
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -938,11 +942,12 @@ class Learner:
         skip += [p for p in m if not strict and not p.startswith('shape')]
         problems += _opt_mismatches(self, state.get('opt'), state.get('opt_type'))
         # Only callbacks that keep state count: one without (a progress bar, the compiled step) changes nothing on load.
-        mine = {cb.name for cb in self.cbs if cb.state_dict()}
-        theirs = {k for k, v in state.get('callbacks', {}).items() if v}
+        saved = state.get('callbacks', {})
+        here, keeping = {cb.name for cb in self.cbs}, {cb.name for cb in self.cbs if _keeps_state(cb)}
+        extra, missing = sorted(k for k, v in saved.items() if v and k not in here), sorted(keeping - set(saved))
         diff = []
-        if theirs - mine: diff.append(f"callbacks in the state but not on this learner: {sorted(theirs - mine)}")
-        if mine - theirs: diff.append(f"callbacks on this learner but not in the state: {sorted(mine - theirs)}")
+        if extra: diff.append(f"callbacks in the state but not on this learner: {extra}")
+        if missing: diff.append(f"callbacks on this learner but not in the state: {missing}")
         (problems if strict else skip).extend(diff)
         return problems, skip
 

@@ -8,6 +8,7 @@ import inspect, os, random, signal, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
+torch.set_num_threads(1)   # the runs are forked: a child forked after OpenMP started its threads can hang
 from torch import nn
 from torch.utils.data import TensorDataset
 from fastcb.callback.core import Callback
