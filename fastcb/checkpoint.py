@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_checkpoint.ipynb #c5b32656
 from __future__ import annotations
-import contextlib, inspect, os, random, re, sys, warnings, zipfile
+import contextlib, os, random, re, sys, warnings, zipfile
 from pathlib import Path
 import torch
 from .callback.core import Callback, patch_to, check_whole
@@ -551,7 +551,7 @@ class _ResumeCallback(Callback):
 
 _transient.add('resume_checkpoint')
 
-# %% ../nbs/11_checkpoint.ipynb #7a23b2aa
+# %% ../nbs/11_checkpoint.ipynb #c42e0a5e
 @patch_to(Learner)
 def _resume_fit(self, resume, n_epoch:int, lr=None, wd=None, cbs=None, reset_opt:bool=False, start_epoch:int=0):
     "`fit(n_epoch, ..., resume=resume)`: check the checkpoint against this learner and fit, then train from where it stopped."
@@ -566,22 +566,6 @@ def _resume_fit(self, resume, n_epoch:int, lr=None, wd=None, cbs=None, reset_opt
         helper = _ResumeCallback(ck, spec.strict, data_ok=not any(s.startswith('data') for s in soft))
         with self.added_cbs(helper):
             self.fit(n_epoch, lr=lr, wd=wd, reset_opt=reset_opt, start_epoch=min(helper.epoch, n_epoch - 1))
-
-_plain_fit = Learner.fit
-if 'resume' not in inspect.signature(_plain_fit).parameters:   # until Learner.fit takes resume= itself
-    @patch_to(Learner)
-    def fit(self,
-            n_epoch:int, # number of epochs to train
-            lr:float|slice|list|None=None, # learning rate for every parameter group; `None` keeps the optimizer's
-            wd:float|None=None, # weight decay for every parameter group; `None` keeps the optimizer's
-            cbs:Callback|list|None=None, # callbacks for this call only
-            reset_opt:bool=False, # build a new optimizer (losing its state) instead of keeping the current one
-            start_epoch:int=0, # first epoch to run (the ones before count as done)
-            resume:str|Path|ResumeFrom|None=None, # a checkpoint to continue from: a path, or 'last' (the newest in `path/model_dir`)
-           ):
-        "Train for `n_epoch` epochs; `cbs` are added for this call only; `resume` continues a run from its checkpoint, exactly."
-        if resume is None: return _plain_fit(self, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
-        return self._resume_fit(resume, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
 
 # %% ../nbs/11_checkpoint.ipynb #4f0dfbeb
 Learner.fit_stage = None   # the stage of a method running several fits (fine_tune) that the current fit is; checkpoints record it
