@@ -10,7 +10,7 @@ from torch import nn
 # %% auto #0
 __all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELossFlat']
 
-# %% ../nbs/03a_losses.ipynb #d6f0eda8
+# %% ../nbs/03a_losses.ipynb #9fd90d36
 class BaseLoss:
     "Mix-in for a torch loss class: flatten input and target along `axis` first, and carry fastai's `activation` and `decodes`."
     y_int = False   # True when the targets are class indices (fastai's MixUp reads it)
@@ -27,6 +27,7 @@ class BaseLoss:
         return x.transpose(self.axis, -1).contiguous() if isinstance(x, torch.Tensor) and x.dim() > 1 else x
 
     def forward(self, inp:torch.Tensor, targ:torch.Tensor) -> torch.Tensor:
+        "The loss of predictions `inp` against targets `targ`, after moving the class axis last and flattening as fastai does."
         if self.axis != -1: inp, targ = self._moved(inp), self._moved(targ)
         if self.floatify and targ.dtype != torch.float16: targ = targ.float()
         if targ.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8) and not self.floatify: targ = targ.long()

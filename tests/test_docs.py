@@ -182,7 +182,7 @@ def test_showdoc_signatures_are_the_real_ones(sd):
         md = sd.render(cls)
         assert f'class {cls.__name__}()' in md and '*args' not in md, md
     md = sd.render(Learner)
-    assert 'NoneType' not in md and 'loss_func=None' in md and 'opt_func=Adam' in md and ' at 0x' not in md
+    assert 'NoneType' not in md and 'loss_func:Callable|None=None' in md and 'opt_func:Callable=Adam' in md and ' at 0x' not in md
     assert f'py:class fastcb.learner.Learner' in md and 'fastcb/learner.py#L' in md
     md = sd.render(Learner.__call__)
     assert r'### Learner.\_\_call\_\_' in md and 'py:method fastcb.learner.Learner.__call__' in md

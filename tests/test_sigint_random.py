@@ -41,6 +41,10 @@ SCRIPT = textwrap.dedent('''
             except KeyboardInterrupt: pass
 
     block()
+    warm = make(0)   # every lazy import done before the first Ctrl-C: an interrupted import leaves modules half-made
+    with warm.no_logging():
+        warm.fit(1); warm.validate(); warm.lr_find(num_it=12, show_plot=False); warm.save('m'); warm.load('m')
+    del warm
     base_fds, i = None, 0
     print('READY', flush=True)
     while i < n_trials:
