@@ -157,22 +157,51 @@ GPU_CONFIGS = {'mlp': ('MLP 64-64-10, batch 256, data on GPU', mlp, (64,), 256, 
                'resnet': ('ResNet-18 3x32x32, batch 512, bf16, channels-last', resnet18, (3, 32, 32), 512, 50,
                           {'dtype': torch.bfloat16, 'channels_last': True})}
 
-def gpu_section(reps, backend, which=('mlp', 'resnet')):
+def conv_grad_strides_mispredicted() -> bool:
+    "Does this torch's meta kernel say a channels-last convolution's gradients are contiguous (pytorch/pytorch#171622)?"
+    x = torch.empty(2, 8, 6, 6, device='meta').to(memory_format=torch.channels_last)
+    w = torch.empty(8, 8, 3, 3, device='meta').to(memory_format=torch.channels_last)
+    gi, gw, _ = torch.ops.aten.convolution_backward(torch.empty_like(x), x, w, [8], [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                                                    [True, True, True])
+    return not gi.is_contiguous(memory_format=torch.channels_last)
+
+def gpu_section(reps, backend, which=('mlp', 'resnet'), dump=None):
+    "The GPU configurations in `which`; `dump(rows)` after each one (what ran is kept if a later one fails or is stopped)."
     dev, rows = 'cuda', []
     for name, make, shape, bs, steps, kw in (GPU_CONFIGS[k] for k in which):
         train = batches(steps, bs, shape, device=dev)
         contenders = {'hand-written eager': HandWritten(make(dev), train, device=dev, **kw),
-                      'fastcb eager': Fastcb(make(dev), train, device=dev, **kw),
-                      f'fastcb compiled step ({backend})': Fastcb(make(dev), train, device=dev, compile_kw={'backend': backend}, **kw),
-                      f'fastcb compiled step ({backend}, CUDA graphs)': Fastcb(make(dev), train, device=dev,
-                          compile_kw={'backend': backend, 'mode': 'reduce-overhead'}, **kw)}
+                      'fastcb eager': Fastcb(make(dev), train, device=dev, **kw)}
+        skip_cl = False
+        for label, ckw in ((f'fastcb compiled step ({backend})', {'backend': backend}),
+                           (f'fastcb compiled step ({backend}, CUDA graphs)', {'backend': backend, 'mode': 'reduce-overhead'})):
+            tries = [('', kw)] if not skip_cl else []
+            if kw.get('channels_last'):   # torch versions with pytorch/pytorch#171622 fail inductor's stride check there
+                print(f"torch {torch.__version__}: channels-last conv gradients mispredicted by the meta kernel: "
+                      f"{conv_grad_strides_mispredicted()}", flush=True)
+                tries.append((' (contiguous model; inductor picks the convolutions\' layouts)', {**kw, 'channels_last': False}))
+            for note, kw_try in tries:
+                c = Fastcb(make(dev), train, device=dev, compile_kw=ckw, **kw_try)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings('error', 'learn.compile', UserWarning)   # a fallback to eager or to no graph fails
+                        c.epoch()
+                except Exception as e:
+                    print(f"{name}: {label}{note} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}", flush=True)
+                    del c; gc.collect(); torch.cuda.empty_cache()
+                    continue
+                contenders[label + note] = c
+                skip_cl = bool(note)   # the next compiled contender goes straight to what worked
+                break
         rows += bench(name, contenders, steps, bs, reps, dev)
+        print_table(rows[-len(contenders):], f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
+        if dump is not None: dump(rows)
         del contenders, train
         gc.collect(); torch.cuda.empty_cache()
     return rows
 
-def print_table(rows, title):
-    print(f"\n{title}\n")
+def print_table(rows, title, flush=False):
+    print(f"\n{title}\n", flush=flush)
     print("| config | loop | µs/step (median) | min–max | items/s | throughput vs hand-written (ratio of medians; paired) | first epoch (s, incl. compile) | Python calls per step | syncs per fit | train loss |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -189,7 +218,7 @@ if __name__ == '__main__':
     p.add_argument('--json-gpu', default=os.path.join(RESULTS, 'compile_gpu.json'))
     p.add_argument('--gpu-configs', nargs='+', default=['mlp', 'resnet'], choices=list(GPU_CONFIGS))
     a = p.parse_args()
-    meta = {'torch': torch.__version__, 'python': platform.python_version(), 'backend': a.backend, 'reps': a.reps}
+    meta = {'date': time.strftime('%Y-%m-%d'), 'torch': torch.__version__, 'python': platform.python_version(), 'backend': a.backend, 'reps': a.reps}
     if not a.gpu_only:
         rows = cpu_section(a.reps, a.backend)
         print_table(rows, f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}")
@@ -198,8 +227,8 @@ if __name__ == '__main__':
         if not torch.cuda.is_available():
             print("\nNo CUDA GPU: the GPU section was skipped.")
         else:
-            rows = gpu_section(a.reps, a.backend, a.gpu_configs)
-            print_table(rows, f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-            os.makedirs(os.path.dirname(a.json_gpu), exist_ok=True)
-            json.dump({**meta, 'device': torch.cuda.get_device_name(), 'rows': rows}, open(a.json_gpu, 'w'), indent=1)
-            print(f"\nwrote {a.json_gpu}")
+            os.makedirs(os.path.dirname(os.path.abspath(a.json_gpu)), exist_ok=True)
+            def dump(rows):
+                json.dump({**meta, 'device': torch.cuda.get_device_name(), 'rows': rows}, open(a.json_gpu, 'w'), indent=1)
+                print(f"\nwrote {a.json_gpu}", flush=True)
+            gpu_section(a.reps, a.backend, a.gpu_configs, dump)
