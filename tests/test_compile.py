@@ -222,3 +222,25 @@ def test_a_loss_of_several_numbers_is_explained():
     with pytest.raises(RuntimeError) as e: learn.fit(1)
     assert any("reduction='mean'" in n for n in e.value.__notes__)
     assert '_do_one_batch' not in learn.__dict__
+
+def test_graph_mode_on_the_cpu_is_the_compiled_step_without_a_graph():
+    "mode='reduce-overhead' asks for a CUDA graph; on the CPU there is none, silently: the same result as the default mode."
+    plain, graph_mode = mlp_learner().compile(step=True, backend='eager'), mlp_learner().compile(step=True, backend='eager', mode='reduce-overhead')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        plain.fit_one_cycle(2); graph_mode.fit_one_cycle(2)
+    cs = graph_mode.compiled_step
+    assert cs.eager_reason is None and not cs.graphed and cs.recompiles == 0
+    assert torch.equal(torch.tensor(graph_mode.recorder.raw_losses), torch.tensor(plain.recorder.raw_losses))
+
+def test_device_hypers_fill_only_writes_what_changed():
+    opt = torch.optim.Adam(nn.Linear(2, 1).parameters(), lr=1e-3, betas=(0.9, 0.99))
+    from fastcb.callback.compile import DeviceHypers
+    hyp = DeviceHypers(opt)
+    (g, _, lr_t), (_, _, (b1, b2)) = hyp.slots
+    assert hyp.fill() == [1e-3, (0.9, 0.99)] and lr_t.item() == pytest.approx(1e-3)
+    lr_t.fill_(7.)                       # not written again while the group's number is unchanged
+    hyp.fill(); assert lr_t.item() == 7.
+    g['lr'], g['betas'] = 2e-3, (0.8, 0.99)
+    hyp.fill()
+    assert lr_t.item() == pytest.approx(2e-3) and b1.item() == pytest.approx(0.8) and isinstance(g['lr'], float)
