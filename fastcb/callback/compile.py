@@ -108,7 +108,7 @@ class DeviceHypers:
         "Put back the numbers `swap_in` returned, so that schedulers, the Recorder and `state_dict` see plain numbers."
         for (g, k, _), v in zip(self.slots, saved): g[k] = v
 
-# %% ../../nbs/13_callback.compile.ipynb #b73e74ed
+# %% ../../nbs/13_callback.compile.ipynb #e38fb62b
 _graph_modes = {'reduce-overhead': None, 'max-autotune': 'max-autotune-no-cudagraphs'}   # CUDA-graph modes: what torch.compile gets
 _warmup_calls = 3   # calls in a row that compiled nothing (the optimizer's state exists) before the capture
 
@@ -245,18 +245,19 @@ class CompiledStep(Callback):
         if self._graphs:
             if self._graph is not None:
                 if self._graph_fits(): return self._replay()
-            elif self._warm >= _warmup_calls and self._capture(): return self._replay()
+            elif (self._warm >= _warmup_calls and _shapes_of(self.learn.xb + self.learn.yb) == self._first_shapes
+                  and self._capture()): return self._replay()   # captured on the fit's usual shapes, not a smaller last batch
         learn = self.learn
         ga, stepping = self._ga, True
         if ga is not None:   # what GradientAccumulation.before_step decides, with its counter (saved in checkpoints)
             ga.count += 1
             stepping = not ga.count % ga.n_acc or (learn.n_iter is not None and learn.iter >= learn.n_iter - 1)
         scaler = self._scaler
-        in_graph = stepping and scaler is None   # does the compiled function take the optimizer step?
-        f = self._fns[in_graph]
+        with_step = stepping and scaler is None   # does the compiled function take the optimizer step?
+        f = self._fns[with_step]
         if self._graph is not None:   # the gradients are the graph's, left by its last replay: not to be added to
             learn.opt.zero_grad(set_to_none=True)
-        saved = self._hypers.swap_in() if in_graph else None
+        saved = self._hypers.swap_in() if with_step else None
         n = self._counters['frames']['total']
         try: pred, loss = self._call(f, learn.xb, learn.yb)
         finally:
