@@ -148,7 +148,7 @@ def unwrap_model(model:torch.nn.Module) -> torch.nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
     return model.module if isinstance(model, DistributedDataParallel) else model
 
-# %% ../nbs/12_distributed.ipynb #8f57c0ca
+# %% ../nbs/12_distributed.ipynb #722323c2
 class DistributedCallback(Callback):
     "Wrap the model in DDP during `fit`, skip the gradient all-reduce on accumulation micro-batches, and reduce the loss and metrics once per epoch."
     order, run_after, run_before = -9, TrainEvalCallback, Recorder
@@ -191,9 +191,9 @@ class DistributedCallback(Callback):
     def before_batch(self):
         ddp, ga, learn = self.ddp, self._ga, self.learn
         if ddp is None or ga is None or not learn.training or learn.n_iter is None: return
-        # GradientAccumulation steps when its count (after +1 in before_step) reaches n_acc, or on the last batch;
-        # on the other micro-batches DDP must not all-reduce (what DDP.no_sync does), decided before the forward.
-        ddp.require_backward_grad_sync = not ((ga.count + 1) % ga.n_acc and learn.iter < learn.n_iter - 1)
+        # only the micro-batch whose step GradientAccumulation will take all-reduces (what DDP.no_sync does for the
+        # others), decided before the forward
+        ddp.require_backward_grad_sync = ga.will_step()
 
     def after_train(self):
         self._train_pending, self._train_mets = True, []

@@ -244,3 +244,11 @@ def test_device_hypers_fill_only_writes_what_changed():
     g['lr'], g['betas'] = 2e-3, (0.8, 0.99)
     hyp.fill()
     assert lr_t.item() == pytest.approx(2e-3) and b1.item() == pytest.approx(0.8) and isinstance(g['lr'], float)
+
+def test_accumulation_by_items_runs_eagerly_with_the_reason():
+    learn = mlp_learner(cbs=GradientAccumulation(n_items=64)).compile(step=True, backend='eager')
+    eager = mlp_learner(cbs=GradientAccumulation(n_items=64))
+    with pytest.warns(UserWarning, match=r"counts items \(n_items=64\).*GradientAccumulation\(n_acc=...\)"): learn.fit(1)
+    eager.fit(1)
+    assert learn.compiled_step.eager_reason is not None
+    assert torch.equal(torch.tensor(learn.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses))

@@ -108,7 +108,7 @@ class DeviceHypers:
         "Put back the numbers `swap_in` returned, so that schedulers, the Recorder and `state_dict` see plain numbers."
         for (g, k, _), v in zip(self.slots, saved): g[k] = v
 
-# %% ../../nbs/13_callback.compile.ipynb #e38fb62b
+# %% ../../nbs/13_callback.compile.ipynb #f7dd8cc8
 _graph_modes = {'reduce-overhead': None, 'max-autotune': 'max-autotune-no-cudagraphs'}   # CUDA-graph modes: what torch.compile gets
 _warmup_calls = 3   # calls in a row that compiled nothing (the optimizer's state exists) before the capture
 
@@ -138,6 +138,9 @@ class CompiledStep(Callback):
             if isinstance(cb, HookCallback):
                 return f"{cb!r} puts hooks on the model's layers, which would run inside the compiled forward pass"
         ga = learn.cb(GradientAccumulation)
+        if ga is not None and ga.n_items is not None:
+            return (f"{ga!r} counts items (n_items={ga.n_items}), and the compiled step accumulates by batches: use "
+                    "GradientAccumulation(n_acc=...) with learn.compile(step=True)")
         if ga is not None and ga.n_acc > 1 and learn.device.type == 'cuda' and self.mode in _graph_modes:
             return (f"{ga!r} keeps the gradients from one batch to the next, and with mode={self.mode!r} (CUDA graphs) they "
                     "would live in memory that the next replay overwrites: use learn.compile(step=True) without mode= "
@@ -249,9 +252,7 @@ class CompiledStep(Callback):
                   and self._capture()): return self._replay()   # captured on the fit's usual shapes, not a smaller last batch
         learn = self.learn
         ga, stepping = self._ga, True
-        if ga is not None:   # what GradientAccumulation.before_step decides, with its counter (saved in checkpoints)
-            ga.count += 1
-            stepping = not ga.count % ga.n_acc or (learn.n_iter is not None and learn.iter >= learn.n_iter - 1)
+        if ga is not None: stepping = ga.count_batch()   # GradientAccumulation.before_step's decision, and its count
         scaler = self._scaler
         with_step = stepping and scaler is None   # does the compiled function take the optimizer step?
         f = self._fns[with_step]

@@ -127,18 +127,55 @@ class GradientClip(Callback):
         if mp is not None and mp.scaler is not None: mp.scaler.unscale_(self.learn.opt)
         nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm, self.norm_type, foreach=True)
 
-# %% ../../nbs/07_callback.training.ipynb #cb6a82fe
+# %% ../../nbs/07_callback.training.ipynb #51ba54dd
+def _batch_items(learn) -> int:
+    "How many items the batch holds: the length of its first target (fastai's `find_bs`), else of its first input."
+    for o in learn.yb + learn.xb:
+        if hasattr(o, '__len__'): return len(o)
+    return 1
+
 class GradientAccumulation(Callback):
-    "Accumulate gradients over `n_acc` batches before each optimizer step."
+    "Accumulate gradients over `n_acc` batches (or over `n_items` items, as fastai counts) before each optimizer step."
     order, run_valid, run_before = 5, False, GradientClip   # so clipping happens on the real step only
     state_attrs = ('count',)
-    def __init__(self, n_acc:int=2):
-        self.n_acc = check_whole(n_acc, 'GradientAccumulation n_acc (batches per optimizer step)', 1)
+    def __init__(self, n_acc:int=2, # batches per optimizer step (Lightning's `accumulate_grad_batches`)
+                 n_items:int|None=None, # instead: items per optimizer step, what fastai's `GradientAccumulation(n_acc)` counts
+                ):
+        if n_items is None: self.n_acc, self.n_items = check_whole(n_acc, 'GradientAccumulation n_acc (batches per optimizer step)', 1), None
+        else: self.n_acc, self.n_items = None, check_whole(n_items, 'GradientAccumulation n_items (items per optimizer step)', 1)
+        self._told = False
+
+    def before_fit(self):
+        if self.n_acc is None or self._told: return
+        dl = self.learn.dls.train
+        bs = getattr(dl, 'bs', None) or getattr(dl, 'batch_size', None)
+        if isinstance(bs, int) and bs >= 4 and self.n_acc >= bs and self.n_acc % bs == 0:   # reads like fastai's items
+            self._told = True
+            warnings.warn(f"GradientAccumulation(n_acc={self.n_acc}) counts batches: this fit steps the optimizer once every "
+                          f"{self.n_acc} batches of {bs} ({self.n_acc * bs} items). fastai's GradientAccumulation(n_acc) counts "
+                          f"items; for a step every {self.n_acc} items, use GradientAccumulation(n_items={self.n_acc}) "
+                          f"(or n_acc={self.n_acc // bs}).", stacklevel=2)
+
     def before_train(self): self.count = 0
-    def after_loss(self): self.learn.loss_grad = self.learn.loss_grad / self.n_acc
+    def after_loss(self):
+        if self.n_items is None: self.learn.loss_grad = self.learn.loss_grad / self.n_acc
+        else: self.learn.loss_grad = self.learn.loss_grad * (_batch_items(self.learn) / self.n_items)
+    def will_step(self) -> bool:
+        "Whether the optimizer steps at this batch, before the batch is counted (DDP: only that batch's backward all-reduces)."
+        learn = self.learn
+        if learn.n_iter is not None and learn.iter >= learn.n_iter - 1: return True   # no gradient crosses an epoch
+        if self.n_items is None: return not (self.count + 1) % self.n_acc
+        return self.count + _batch_items(learn) >= self.n_items
+
+    def count_batch(self) -> bool:
+        "Count this batch, and say whether the optimizer steps now (what `before_step` decides; the compiled step calls it too)."
+        step = self.will_step()
+        if self.n_items is None: self.count += 1
+        else: self.count = 0 if step else self.count + _batch_items(self.learn)
+        return step
+
     def before_step(self):
-        self.count += 1
-        if self.count % self.n_acc and self.learn.iter < self.learn.n_iter - 1: raise CancelBatchException()
+        if not self.count_batch(): raise CancelBatchException()
 
 # %% ../../nbs/07_callback.training.ipynb #71bc6394
 class ChannelsLast(Callback):
