@@ -127,7 +127,7 @@ class GradientClip(Callback):
         if mp is not None and mp.scaler is not None: mp.scaler.unscale_(self.learn.opt)
         nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm, self.norm_type, foreach=True)
 
-# %% ../../nbs/07_callback.training.ipynb #51ba54dd
+# %% ../../nbs/07_callback.training.ipynb #ce197934
 def _batch_items(learn) -> int:
     "How many items the batch holds: the length of its first target (fastai's `find_bs`), else of its first input."
     for o in learn.yb + learn.xb:
@@ -176,6 +176,11 @@ class GradientAccumulation(Callback):
 
     def before_step(self):
         if not self.count_batch(): raise CancelBatchException()
+
+    def after_train(self):
+        # a loader without a length has no known last batch: what was accumulated since the last step is dropped
+        if self.learn.n_iter is None and (self.count if self.n_items is not None else self.count % self.n_acc):
+            self.learn.opt.zero_grad()
 
 # %% ../../nbs/07_callback.training.ipynb #71bc6394
 class ChannelsLast(Callback):
