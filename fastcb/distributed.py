@@ -148,7 +148,7 @@ def unwrap_model(model:torch.nn.Module) -> torch.nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
     return model.module if isinstance(model, DistributedDataParallel) else model
 
-# %% ../nbs/12_distributed.ipynb #722323c2
+# %% ../nbs/12_distributed.ipynb #0b1b1752
 class DistributedCallback(Callback):
     "Wrap the model in DDP during `fit`, skip the gradient all-reduce on accumulation micro-batches, and reduce the loss and metrics once per epoch."
     order, run_after, run_before = -9, TrainEvalCallback, Recorder
@@ -156,7 +156,7 @@ class DistributedCallback(Callback):
     def __init__(self, ddp_kwargs:dict|None=None, # arguments of DistributedDataParallel (find_unused_parameters, ...)
                 ):
         self.ddp_kwargs = dict(ddp_kwargs or {})
-        self.ddp, self._swapped, self._train_pending, self._train_loss, self._batches = None, [], False, None, None
+        self.ddp, self._swapped, self._train_pending, self._batches = None, [], False, None
         self._rec, self._ga, self._undo, self._train_mets = None, None, None, []
         self.n_reductions = 0   # collectives this callback made (one per epoch), for benchmarks and tests
 
@@ -172,11 +172,7 @@ class DistributedCallback(Callback):
             ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else None
             self.ddp = learn.model = DistributedModel(model, device_ids=ids, **self.ddp_kwargs)
         self._ga = learn.cb('GradientAccumulation')
-        rec = learn.cb(Recorder)
-        if rec is not None:   # the epoch's training loss, averaged over every rank's items
-            plain = type(rec)._train_loss.__get__(rec)
-            object.__setattr__(rec, '_train_loss', lambda: self._train_loss if self._train_loss is not None else plain())
-        self._rec = rec
+        self._rec = rec = learn.cb(Recorder)
         self._train_mets = []
         if rec is not None and rec.train_metrics:
             local = [m.name for m in learn.metrics if reduction_of(m) in ('gather', 'loss')]
@@ -184,7 +180,7 @@ class DistributedCallback(Callback):
                                     "training prediction); declare their additive state with `dist_sums` to reduce them")
 
     def before_train(self):
-        self._train_pending, self._train_loss = False, None
+        self._train_pending = False
         sampler = getattr(self.learn.dl, 'sampler', None)   # torch's DistributedSampler does not advance by itself
         if isinstance(sampler, torch.utils.data.DistributedSampler): sampler.set_epoch(self.learn.epoch)
 
@@ -257,25 +253,20 @@ class DistributedCallback(Callback):
             if h != 'self': _combine(m, h, [s['mets'][i] for s in states], learn.device)
         self._batches = None
         rec = self._rec
-        if train_mets and rec is not None and rec._train_vals is not None:
-            vals = list(rec._train_vals)
+        if train_mets and rec is not None and rec.train_values is not None:
+            vals = list(rec.train_values)
             for j, (i, m) in enumerate(train_mets):
                 _combine(m, 'sum', [s['train_mets'][j] for s in states], learn.device)
                 vals[i] = m.value
-            rec._train_vals = vals
+            rec.set_epoch_train(values=vals)
         self._train_mets = []
         if with_train:
             total, count = sum(s['train'][0] for s in states), sum(s['train'][1] for s in states)
-            self._train_loss = total / count if count else None
+            if rec is not None and count: rec.set_epoch_train(loss=total / count)   # averaged over every rank's items
 
     def _local_train(self) -> tuple:
         "(sum of loss x items, items) of this rank's training batches this epoch."
-        rec = self._rec
-        if rec is None: return (0., 0)
-        rec.smooth_loss.flush()
-        sizes = rec._batch_sizes[rec._epoch_first:]
-        raw = rec.raw_losses[len(rec.raw_losses) - len(sizes):]
-        return (sum(l * s for l, s in zip(raw, sizes)), sum(sizes))
+        return (0., 0) if self._rec is None else self._rec.epoch_train_sums()
 
     def cleanup_fit(self):
         learn = self.learn
@@ -283,8 +274,6 @@ class DistributedCallback(Callback):
         self._swapped = []
         if self.ddp is not None and learn.model is self.ddp: learn.model = self.ddp.module
         self.ddp, self._ga, self._batches, self._train_pending = None, None, None, False
-        rec = getattr(self, '_rec', None)
-        if rec is not None: rec.__dict__.pop('_train_loss', None)
         self._rec = None
 
 # %% ../nbs/12_distributed.ipynb #5b9191db

@@ -129,7 +129,7 @@ def mk_metric(m) -> Metric:
     raise TypeError(f"{m!r} cannot be used as a metric: pass a function f(pred, targ), a fastcb Metric, "
                     "or an object with update/compute/reset methods")
 
-# %% ../nbs/02_recorder.ipynb #13faecb4
+# %% ../nbs/02_recorder.ipynb #99fa3159
 def _to_floats(vals) -> list:
     "Turn numbers, scalar tensors and `None`s into floats (or `None`), with one transfer per device."
     out = [None if v is None else v for v in vals]
@@ -179,7 +179,7 @@ class Recorder(Callback):
 
     def _new_epoch(self):
         self._start, self._epoch_first = time.perf_counter(), len(self._batch_sizes)
-        self.last_valid, self._train_started, self._train_vals = None, False, None
+        self.last_valid, self._train_started, self._train_vals, self._loss_override = None, False, None, None
 
     # Also called at the end of before_fit and after_epoch, in case an earlier callback cancels before_epoch.
     def before_epoch(self): self._new_epoch()
@@ -224,11 +224,31 @@ class Recorder(Callback):
         self._valid_started = False
         self.last_valid = _to_floats([m.value for m in self._valid_mets])
 
-    def _train_loss(self):
-        "Mean training loss of the current epoch (after `smooth_loss.flush()`)."
+    # ---- The epoch's training figures, for callbacks that combine them (a run over several processes) --------
+    def epoch_train_sums(self) -> tuple:
+        "This epoch's training loss summed over its items, and the number of items: what several processes add up."
+        self.smooth_loss.flush()
         sizes = self._batch_sizes[self._epoch_first:]
         raw = self.raw_losses[len(self.raw_losses) - len(sizes):]
-        return sum(l * s for l, s in zip(raw, sizes)) / sum(sizes) if sizes else None
+        return sum(l * s for l, s in zip(raw, sizes)), sum(sizes)
+
+    @property
+    def train_values(self) -> list|None:
+        "This epoch's training metric values (with `train_metrics=True`) once its training part has ended; else `None`."
+        return self._train_vals
+
+    def set_epoch_train(self, loss:float|None=None, # the epoch's training loss, in place of this process's mean
+                        values:list|None=None, # the training metrics' values, in place of this process's
+                       ):
+        "Put in this epoch's training loss and training metric values before its row is written (`after_epoch`)."
+        if loss is not None: self._loss_override = loss
+        if values is not None: self._train_vals = list(values)
+
+    def _train_loss(self):
+        "Mean training loss of the current epoch, or what `set_epoch_train` put in."
+        if self._loss_override is not None: return self._loss_override
+        total, n = self.epoch_train_sums()
+        return total / n if n else None
 
     def after_epoch(self):
         self.smooth_loss.flush()
