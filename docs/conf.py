@@ -30,6 +30,7 @@ myst_heading_anchors = 6
 myst_heading_slug_func = 'fastcb_sphinx.slugify'   # the anchors nbdev's doc links use (Quarto's): `Learner.fit` -> #learner.fit
 
 html_theme = 'furo'
+pygments_dark_style = 'monokai'   # furo's default (native) underlines class and module names: `torch._dynamo` lost its underscore
 html_title = project
 html_static_path = ['_static']
 html_favicon = '_static/favicon.svg'

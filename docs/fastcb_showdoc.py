@@ -75,7 +75,8 @@ def _docments(fn) -> dict:
     if fn is None: return {}
     try:
         from fastcore.docments import docments
-        return {k: v for k, v in docments(fn, full=False).items() if v}
+        # args_kwargs: `*args`/`**kwargs` comments too (without it their text is dropped, or given to the return)
+        return {k: v for k, v in docments(fn, full=False, args_kwargs=True).items() if v}
     except Exception: return {}
 
 

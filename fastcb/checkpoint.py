@@ -67,7 +67,7 @@ def read_state_file(p:str|Path, # the file
         raise ValueError(f"Could not read the checkpoint {p}: it is corrupt, truncated, or holds objects that are not "
                          f"safe to load ({type(e).__name__}: {str(e)[:200]}). Nothing was loaded.") from e
 
-# %% ../nbs/11_checkpoint.ipynb #7f4f30ed
+# %% ../nbs/11_checkpoint.ipynb #7fbe6c89
 @patch_to(Learner)
 def _ckpt_path(self, file) -> Path:
     p = Path(file)
@@ -78,10 +78,25 @@ def _ckpt_path(self, file) -> Path:
 def save(self, file:str|Path, # a name (saved in `path/model_dir`, `.pth` added) or a path
          with_opt:bool=True, # also save the optimizer's state
         ) -> Path:
-    "Save the model (and the optimizer, if `with_opt`) to `path/model_dir/file.pth`, atomically; return the path."
+    "Save the model (and the optimizer, if `with_opt`) to `path/model_dir/file.pth`, atomically; return the path. Across processes every rank calls it: rank 0 writes, the others wait for the file."
+    path = self._ckpt_path(file)
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return self._save_here(path, with_opt)
+    error = None
+    if dist.get_rank() == 0:
+        try: self._save_here(path, with_opt)
+        except Exception as e: error = f"{type(e).__name__}: {e}"
+    news = [error]
+    dist.broadcast_object_list(news, src=0)   # the barrier: no rank reads the file before it is written
+    if news[0] is not None: raise RuntimeError(f"Rank 0 could not save {path}: {news[0]}")
+    return path
+
+@patch_to(Learner)
+def _save_here(self, path:Path, with_opt:bool) -> Path:
+    "Write the model's (and optimizer's) state to `path` from this process."
     state = {'model': self.model.state_dict()}
     if with_opt and self.opt is not None: state['opt'], state['opt_type'] = self.opt.state_dict(), type(self.opt).__name__
-    return atomic_save(state, self._ckpt_path(file))
+    return atomic_save(state, path)
 
 # %% ../nbs/11_checkpoint.ipynb #25dae809
 def _value_problems(sd:dict) -> list[str]:

@@ -20,7 +20,7 @@ from .data import shard_loader, loader_state_dict
 __all__ = ['launched_distributed', 'free_port', 'metric_sums', 'reduction_of', 'DistributedModel', 'unwrap_model',
            'DistributedCallback', 'notebook_launch']
 
-# %% ../nbs/12_distributed.ipynb #7b2a37ad
+# %% ../nbs/12_distributed.ipynb #d97a8382
 _launch_vars = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 
 def launched_distributed() -> bool:
@@ -28,7 +28,8 @@ def launched_distributed() -> bool:
     return all(v in os.environ for v in _launch_vars)
 
 def _launch_help() -> str:
-    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ('', '-c') else 'train.py'
+    script = os.path.basename(sys.argv[0]) if sys.argv else ''
+    if not script.endswith('.py') or script.startswith('ipykernel'): script = 'train.py'   # python -c, a notebook's kernel
     missing = [v for v in _launch_vars if v not in os.environ]
     return (f"Distributed training needs one process per GPU (or per CPU worker), started by a launcher; this process "
             f"was not (no process group, and {', '.join(missing)} unset). Run the script with\n"
@@ -414,26 +415,6 @@ def distrib_ctx(self,
             yield self
             failed = False
         finally: self.detach_distributed(failed=failed)
-
-# %% ../nbs/12_distributed.ipynb #3240fcde
-_save_one = Learner.save
-
-@patch_to(Learner)
-def save(self, file, # name in `path/model_dir` (or a path)
-         with_opt:bool=True, # also save the optimizer state
-        ):
-    "Save the model (and optimizer) to `path/model_dir/file.pth`; in a distributed run rank 0 writes and every rank waits for it."
-    if not (dist.is_initialized() and dist.get_world_size() > 1): return _save_one(self, file, with_opt=with_opt)
-    path, error = self._ckpt_path(file), None
-    if dist.get_rank() == 0:
-        try: _save_one(self, file, with_opt=with_opt)
-        except Exception as e: error = f"{type(e).__name__}: {e}"
-    news = [error]
-    dist.broadcast_object_list(news, src=0)   # the barrier: no rank reads the file before it is written
-    if news[0] is not None: raise RuntimeError(f"Rank 0 could not save {path}: {news[0]}")
-    return path
-
-save.__doc__ = _save_one.__doc__.rstrip('.') + "; under DDP rank 0 writes and every rank (all must call it) waits for it."
 
 # %% ../nbs/12_distributed.ipynb #d33e6d2e
 def _run_rank(i:int, fn:Callable, args:tuple, env:dict, results):

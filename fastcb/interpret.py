@@ -15,7 +15,11 @@ class Interpretation:
     "The predictions of `learn` on a loader, with each item's loss: find and show the items the model gets most wrong."
     def __init__(self, learn, # the learner the predictions come from
                  dl, # the loader they were computed on
-                 inputs, preds, targs, decoded, losses, # what `get_preds` returned, on the CPU
+                 inputs, # the loader's inputs, in its order (all tensors here are on the CPU, as `get_preds` returns them)
+                 preds, # the predictions: the model's outputs after the loss's activation (softmax for cross-entropy)
+                 targs, # the targets
+                 decoded, # the decoded predictions (the predicted class for cross-entropy)
+                 losses, # each item's loss
                 ):
         self.learn, self.dl, self.inputs, self.preds, self.targs, self.decoded, self.losses = learn, dl, inputs, preds, targs, decoded, losses
 
@@ -82,7 +86,12 @@ def _show_image(x:torch.Tensor, ax):
 
 @patch_to(ClassificationInterpretation)
 def plot_confusion_matrix(self, normalize:bool=False, # show each row as fractions of the actual class
-                           title:str='Confusion matrix', cmap:str='Blues', norm_dec:int=2, plot_txt:bool=True, figsize=None):
+                           title:str='Confusion matrix', # the plot's title
+                           cmap:str='Blues', # matplotlib colormap of the cells
+                           norm_dec:int=2, # decimals of the fractions written with `normalize=True`
+                           plot_txt:bool=True, # write each cell's count (or fraction) in it
+                           figsize:tuple|None=None, # matplotlib's figure size; `None`: half an inch per class, at least 4
+                          ):
     "Draw the confusion matrix: actual classes down, predicted across, with the counts (or fractions) written in."
     cm = self.confusion_matrix().float()
     if normalize: cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
@@ -102,7 +111,8 @@ def plot_confusion_matrix(self, normalize:bool=False, # show each row as fractio
 @patch_to(Interpretation)
 def plot_top_losses(self, k:int=9, # how many items
                      largest:bool=True, # the highest losses (else the lowest)
-                     ncols:int=3, figsize=None,
+                     ncols:int=3, # items per row
+                     figsize:tuple|None=None, # matplotlib's figure size; `None`: 3 inches per item
                      show=None, # f(x, ax) drawing one input; `None`: draw it as an image
                     ):
     "Show the `k` items with the highest loss, titled predicted/actual / loss / probability of the actual class."
@@ -110,11 +120,15 @@ def plot_top_losses(self, k:int=9, # how many items
     nrows = -(-len(idx) // ncols)
     fig, axs = _plt().subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
     v, show = self.vocab, show or _show_image
-    for ax, l, i in zip(axs.flat, vals.tolist(), idx.tolist()):
-        show(self.inputs[i], ax)
-        t = int(self.targs[i])
-        ax.set_title(f"{v[int(self.decoded[i])]}/{v[t]} / {l:.2f} / {self.preds[i, t]:.2f}")
-        ax.axis('off')
+    try:
+        for ax, l, i in zip(axs.flat, vals.tolist(), idx.tolist()):
+            show(self.inputs[i], ax)
+            t = int(self.targs[i])
+            ax.set_title(f"{v[int(self.decoded[i])]}/{v[t]} / {l:.2f} / {self.preds[i, t]:.2f}")
+            ax.axis('off')
+    except Exception:
+        _plt().close(fig)   # inputs it cannot draw leave no half-drawn figure behind
+        raise
     for ax in list(axs.flat)[len(idx):]: ax.axis('off')
     fig.suptitle('Prediction/Actual/Loss/Probability')
     fig.tight_layout()

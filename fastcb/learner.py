@@ -296,7 +296,7 @@ _loop_layout = [('Start Fit', 0), ('before_fit', 1), ('Start Epoch Loop', 1), ('
     ('after_validate', 3), ('End Valid', 2), ('after_cancel_epoch', 2), ('after_epoch', 2), ('End Epoch Loop', 1),
     ('after_cancel_fit', 1), ('after_fit', 1), ('End Fit', 0), ('cleanup_fit (always, in finally)', 0)]
 
-# %% ../nbs/01_learner.ipynb #1eaf6bbb
+# %% ../nbs/01_learner.ipynb #614eab35
 class Learner:
     "Group data, model, loss and optimizer, and train them with `fit`, running callbacks at every event."
     def __init__(self,
@@ -825,7 +825,7 @@ class Learner:
             cbs:Callback|list|None=None, # callbacks for this call only
             reset_opt:bool=False, # build a new optimizer (losing its state) instead of keeping the current one
             start_epoch:int=0, # first epoch to run (the ones before count as done)
-            resume=None, # a checkpoint to continue from: a path, 'last' or ResumeFrom(path, strict=False) (fastcb.checkpoint)
+            resume=None, # a checkpoint to continue from: a path, 'last' or `ResumeFrom(path, strict=False)`
            ):
         "Train for `n_epoch` epochs; `cbs` are added for this call only."
         if resume is not None:

@@ -14,12 +14,14 @@ __all__ = ['BaseLoss', 'CrossEntropyLossFlat', 'BCEWithLogitsLossFlat', 'MSELoss
 class BaseLoss:
     "Mix-in for a torch loss class: flatten input and target along `axis` first, and carry fastai's `activation` and `decodes`."
     y_int = False   # True when the targets are class indices (fastai's MixUp reads it)
-    def __init__(self, *args,
+    def __init__(self,
+                 *args, # the torch loss's own positional arguments, passed on to it
                  axis:int=-1, # the class axis of the input (1 for `(N, C, H, W)` segmentation outputs)
                  flatten:bool=True, # merge every other axis into one batch axis
                  floatify:bool=False, # turn the targets into floats (regression, binary targets)
                  is_2d:bool=True, # flatten the input to `(-1, C)` (else to one axis, like the targets)
-                 **kwargs):
+                 **kwargs, # the torch loss's own keyword arguments (`weight`, `ignore_index`, `reduction`...), passed on to it
+                ):
         super().__init__(*args, **kwargs)
         self.axis, self.flatten, self.floatify, self.is_2d = axis, flatten, floatify, is_2d
 
@@ -46,9 +48,11 @@ class BaseLoss:
 class CrossEntropyLossFlat(BaseLoss, nn.CrossEntropyLoss):
     "`nn.CrossEntropyLoss` over class indices, flattened: `(N, C)`, `(N, C, H, W)` with `axis=1`, `(N, T, C)`; softmax and argmax over `axis`."
     y_int = True
-    def __init__(self, *args,
+    def __init__(self,
+                 *args, # positional arguments of the torch loss, as for `BaseLoss`
                  axis:int=-1, # the class axis of the input
-                 **kwargs): # `weight`, `ignore_index`, `reduction`, `label_smoothing`, as for `nn.CrossEntropyLoss`
+                 **kwargs, # `weight`, `ignore_index`, `reduction`, `label_smoothing`, as for `nn.CrossEntropyLoss`
+                ):
         super().__init__(*args, axis=axis, **kwargs)
     def activation(self, x:torch.Tensor) -> torch.Tensor: "Softmax over the class axis"; return torch.softmax(x, dim=self.axis)
     def decodes(self, x:torch.Tensor) -> torch.Tensor: "The most likely class"; return x.argmax(dim=self.axis)
@@ -56,11 +60,13 @@ class CrossEntropyLossFlat(BaseLoss, nn.CrossEntropyLoss):
 # %% ../nbs/03a_losses.ipynb #37ed4585
 class BCEWithLogitsLossFlat(BaseLoss, nn.BCEWithLogitsLoss):
     "`nn.BCEWithLogitsLoss`, flattened, with float targets; sigmoid as the activation, `> thresh` as the decoding."
-    def __init__(self, *args,
+    def __init__(self,
+                 *args, # positional arguments of the torch loss, as for `BaseLoss`
                  axis:int=-1, # the class axis of the input
                  floatify:bool=True, # make the targets floats
                  thresh:float=0.5, # the probability above which `decodes` says yes
-                 **kwargs): # `weight`, `reduction`, `pos_weight`, as for `nn.BCEWithLogitsLoss`
+                 **kwargs, # `weight`, `reduction`, `pos_weight`, as for `nn.BCEWithLogitsLoss`; `flatten` as for `BaseLoss`
+                ):
         if kwargs.get('pos_weight') is not None:
             if kwargs.get('flatten') is True:
                 raise ValueError("BCEWithLogitsLossFlat: pos_weight has one weight per class, so it needs the unflattened "
@@ -74,8 +80,10 @@ class BCEWithLogitsLossFlat(BaseLoss, nn.BCEWithLogitsLoss):
 # %% ../nbs/03a_losses.ipynb #d6843856
 class MSELossFlat(BaseLoss, nn.MSELoss):
     "`nn.MSELoss`, flattened, with float targets: an `(N, 1)` output against `(N,)` targets compares item by item."
-    def __init__(self, *args,
+    def __init__(self,
+                 *args, # positional arguments of the torch loss, as for `BaseLoss`
                  axis:int=-1, # the axis moved last before flattening
                  floatify:bool=True, # make the targets floats
-                 **kwargs): # `reduction`, as for `nn.MSELoss`
+                 **kwargs, # `reduction`, as for `nn.MSELoss`; `flatten` as for `BaseLoss`
+                ):
         super().__init__(*args, axis=axis, floatify=floatify, is_2d=False, **kwargs)

@@ -80,13 +80,13 @@ def _planned(opt, name:str, value) -> list:
 
 def set_hyper(opt:torch.optim.Optimizer, # the optimizer (bound: `opt.set_hyper(name, value)`)
               name:str, # fastai's name (`'lr'`, `'mom'`, `'sqr_mom'`, `'wd'`, `'eps'`) or a parameter-group key
-              value, # a number for every group, a list with one per group, or a `slice` spread over the groups
+              value:float|list|tuple|slice, # a number for every group, a list with one per group, or a `slice` spread over the groups
              ):
     "Set hyper-parameter `name` of every parameter group of `opt` to `value`, as fastai's `Optimizer.set_hyper`."
     for h, v in _planned(opt, name, value): h[name] = v
 
 def set_hypers(opt:torch.optim.Optimizer, # the optimizer (bound: `opt.set_hypers(lr=..., mom=...)`)
-               **kwargs, # name=value pairs, each as in `set_hyper`
+               **kwargs, # the hyper-parameters to set, as `name=value` (`lr=1e-3, mom=0.9`), each value as in `set_hyper`
               ):
     "Set several hyper-parameters at once (`opt.set_hypers(lr=1e-3, mom=0.9)`); all are checked before any is set."
     writes = [w for name, value in kwargs.items() for w in [(name, *p) for p in _planned(opt, name, value)]]

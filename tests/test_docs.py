@@ -202,6 +202,21 @@ def test_showdoc_argument_table_from_docments(sd):
     assert '| argument' not in sd.render(lambda a=1: a)   # no comments, no table
 
 
+def _star_last(a:int, # the first
+               **extra, # passed on to torch
+              ) -> int:
+    "`**extra`'s comment on the last line, before a return annotation: fastcore's docments gives it to the return."
+    return a
+
+
+def test_showdoc_star_arguments_keep_their_comments(sd):
+    md = sd.render(_star_last)
+    assert '| `**extra` |' in md and 'passed on to torch' in md.split('| `**extra` |')[1].splitlines()[0], md
+    assert '| **returns**' not in md   # the return has no comment of its own
+    from fastcb.all import Learner
+    assert 'other DistributedDataParallel arguments' in sd.render(Learner.distrib_ctx)   # through the contextmanager
+
+
 def test_symbol_documented_twice_keeps_the_authors_entry(bd):
     auto = _code('#| echo: false\n#| output: asis\nshow_doc(DataLoaders.from_tensors)', [{'output_type': 'stream', 'name': 'stdout', 'text': 'auto'}])
     own = _code("#| echo: false\n#| output: asis\nshow_doc(DataLoaders.from_tensors, name='DataLoaders.from_tensors')",
