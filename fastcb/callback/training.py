@@ -127,7 +127,7 @@ class GradientClip(Callback):
         if mp is not None and mp.scaler is not None: mp.scaler.unscale_(self.learn.opt)
         nn.utils.clip_grad_norm_(self.learn.model.parameters(), self.max_norm, self.norm_type, foreach=True)
 
-# %% ../../nbs/07_callback.training.ipynb #ce197934
+# %% ../../nbs/07_callback.training.ipynb #65d192c7
 def _batch_items(learn) -> int:
     "How many items the batch holds: the length of its first target (fastai's `find_bs`), else of its first input."
     for o in learn.yb + learn.xb:
@@ -146,7 +146,7 @@ class GradientAccumulation(Callback):
         self._told = False
 
     def before_fit(self):
-        if self.n_acc is None or self._told: return
+        if self.n_acc is None or getattr(self, '_told', False): return   # (a subclass may skip __init__)
         dl = self.learn.dls.train
         bs = getattr(dl, 'bs', None) or getattr(dl, 'batch_size', None)
         if isinstance(bs, int) and bs >= 4 and self.n_acc >= bs and self.n_acc % bs == 0:   # reads like fastai's items
