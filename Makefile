@@ -10,6 +10,9 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # Notebooks run two at a time on a 2-core machine: one thread each, or torch's threads fight over the cores
 # (seen here: a tutorial took 3.5 min with 2 threads each under load, 36 s with 1).
 nbtest pytest docs docs-test: export OMP_NUM_THREADS := 1
+# The notebooks are the CPU documentation: their outputs and exact tests are the CPU's, also on a machine with a GPU,
+# where the Learner would otherwise pick the GPU. GPU behaviour is tested by tests/*_gpu.py (pytest sees the GPU).
+nbtest docs: export CUDA_VISIBLE_DEVICES :=
 
 .PHONY: venv demo test check-export nbtest pytest readme docs preview chromium docs-test bench clean
 

@@ -4,10 +4,10 @@
 
 # %% ../nbs/11_checkpoint.ipynb #dc1da872
 from __future__ import annotations
-import contextlib, inspect, os, random, re, sys, warnings, zipfile
+import contextlib, inspect, os, random, re, sys, tempfile, warnings, zipfile
 from pathlib import Path
 import torch
-from .callback.core import Callback, patch_to, check_whole
+from .callback.core import Callback, patch_to, check_whole, handles
 from .learner import Learner, model_mismatches, _opt_mismatches, _clone, _note, n_batches
 from .data import loader_state_dict, load_loader_state_dict, skip_batches, resumable
 
@@ -218,11 +218,28 @@ def checkpoint_state(self,
 # %% ../nbs/11_checkpoint.ipynb #3e9893ac
 def _is_checkpoint(ck) -> bool: return isinstance(ck, dict) and 'fastcb_checkpoint' in ck
 
-@patch_to(Learner)
-def read_checkpoint(self, path:str|Path, # a checkpoint file, a name in `path/model_dir`, or 'last'
-                   ) -> tuple[dict, Path]:
-    "Find (for 'last') and read a checkpoint file, checking its integrity and format version; return it and its path."
-    p = self.find_checkpoint() if str(path) == 'last' else self._ckpt_path(path)
+_newest = ('last', 'auto')   # words naming the newest checkpoint of the checkpoint folder, not files
+_names_checkpoint = ("'auto' (the newest checkpoint in the checkpoint folder, or none if it has none)",
+                     "'last' (the newest checkpoint; an error if there is none)",
+                     "a checkpoint file's path or its name in path/model_dir")
+
+def _takes(items) -> str: return ', '.join(items[:-1]) + ', or ' + items[-1]
+
+def _check_checkpoint_arg(path, arg:str, takes:str=_takes(_names_checkpoint)):
+    "`path` if it can name a checkpoint ('auto', 'last', a path or a name); else an error saying what `arg` takes."
+    if isinstance(path, (str, os.PathLike)) and str(path).strip(): return path
+    hint = ("; True does not say which checkpoint: pass 'auto' or 'last'" if path is True else
+            "; False is not a checkpoint: start afresh with resume=None" if path is False else '')
+    raise (ValueError if isinstance(path, str) else TypeError)(f"{arg}={path!r}: {arg} takes {takes}{hint}.")
+
+def _check_strict(strict, where:str) -> bool:
+    if not isinstance(strict, bool):
+        raise TypeError(f"{where}: strict={strict!r}; strict takes True (refuse a checkpoint that differs from this learner "
+                        "and fit) or False (accept the differences the error lists, at the price of exactness)")
+    return strict
+
+def _read_checkpoint_file(p:Path) -> dict:
+    "The checkpoint in file `p`, after checking its integrity, that it is a fastcb checkpoint, and its format version."
     ck = read_state_file(p, 'cpu')
     if not _is_checkpoint(ck):
         raise ValueError(f"{p} is not a fastcb checkpoint (CheckpointCallback writes them; learn.save files hold only the "
@@ -230,7 +247,41 @@ def read_checkpoint(self, path:str|Path, # a checkpoint file, a name in `path/mo
     if ck['fastcb_checkpoint'] != checkpoint_version:
         raise ValueError(f"{p} is a checkpoint of format version {ck['fastcb_checkpoint']!r}; this fastcb reads version "
                          f"{checkpoint_version}. Nothing was loaded.")
-    return ck, p
+    return ck
+
+def _newest_intact(found:list[Path]) -> Path|None:
+    "The newest of the checkpoints `found` (oldest first) that reads as one, or `None`."
+    for q in reversed(found):
+        try: _read_checkpoint_file(q)
+        except ValueError: continue   # damaged too
+        return q
+    return None
+
+def _way_on(damaged:Path, older:list[Path], word:str) -> str:
+    "What to do when `damaged`, the newest checkpoint, cannot be read: go on from the newest intact one of `older`, or start afresh."
+    q, folder = _newest_intact(older), damaged.parent
+    if q is not None:
+        return (f"\nThe newest intact checkpoint in {folder} is {q.name}: to go on from there, pass resume={str(q)!r} "
+                f"(or move {damaged.name} away, and resume={word!r} takes it).")
+    none = (f"no other checkpoint in {folder} can be read either ({len(older)} checked)" if older else
+            f"there is no other checkpoint in {folder}")
+    return f"\nAnd {none}, so there is nothing to resume from: start afresh with resume=None."
+
+@patch_to(Learner)
+def read_checkpoint(self, path:str|Path, # a checkpoint file, a name in `path/model_dir`, or 'last'/'auto' (the newest in the checkpoint folder)
+                   ) -> tuple[dict, Path]|None:
+    "Find ('last', 'auto') and read a checkpoint, checking its integrity and format version; return it and its path (`None`: 'auto' found none)."
+    path = _check_checkpoint_arg(path, 'read_checkpoint path')
+    if not (isinstance(path, str) and path in _newest):
+        p = self._ckpt_path(path)
+        return _read_checkpoint_file(p), p
+    folder, fname = self._checkpoint_place()
+    found = checkpoints(folder, fname)
+    if not found:
+        if path == 'auto': return None
+        raise _no_checkpoint(folder, fname)
+    try: return _read_checkpoint_file(found[-1]), found[-1]
+    except ValueError as e: raise ValueError(f"{e}{_way_on(found[-1], found[:-1], path)}") from e
 
 # %% ../nbs/11_checkpoint.ipynb #dcb38a74
 def _loader_problems(name:str, dl, pos:dict|None) -> list[str]:
@@ -374,11 +425,14 @@ def _apply_checkpoint(self, ck:dict, strict:bool=True, loaders:bool=True, rng:bo
 
 # %% ../nbs/11_checkpoint.ipynb #c9b48f40
 @patch_to(Learner)
-def load_checkpoint(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, or 'last' (the newest there)
+def load_checkpoint(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, 'last' (the newest there) or 'auto' (the newest, if any)
                     strict:bool=True, # refuse a checkpoint that differs from this learner (see the error for what strict=False accepts)
-                   ) -> dict:
-    "Load a checkpoint's whole state (model, optimizer, callbacks, counters, random states, loaders); return where it continues: `{'epoch', 'batch'}`."
-    ck, p = self.read_checkpoint(path)
+                   ) -> dict|None:
+    "Load a checkpoint's whole state (model, optimizer, callbacks, counters, random states, loaders); return where it continues: `{'epoch', 'batch'}` (`None`: 'auto' found no checkpoint, nothing was loaded)."
+    path, strict = _check_checkpoint_arg(path, 'load_checkpoint path'), _check_strict(strict, 'load_checkpoint')
+    found = self.read_checkpoint(path)
+    if found is None: return None
+    ck, p = found
     hard, soft = self.checkpoint_problems(ck)
     if hard or (soft and strict): raise _mismatch_error(p, hard, soft, 'this learner')
     if soft: warnings.warn(f"load_checkpoint(strict=False) of {p}: " + '; '.join(soft))
@@ -390,6 +444,18 @@ def _check_every(v, name):
     if v is None or v is False: return None
     if v is True: return 1
     return check_whole(v, name, 1)
+
+def _unwritable(folder:Path) -> str|None:
+    "Why files cannot be written in `folder` (created if missing), or `None`: a real write, since permissions alone mislead (root, read-only mounts)."
+    try:
+        for d in (folder, *folder.parents):   # the nearest existing path on the way: a file there is the usual mistake
+            if d.exists():
+                if not d.is_dir(): return "it is a file, not a folder" if d == folder else f"{d} is a file, not a folder"
+                break
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder): pass
+    except OSError as e: return e.strerror or f"{type(e).__name__}: {e}"
+    return None
 
 class CheckpointCallback(Callback):
     "Write a checkpoint (everything to resume exactly) at the end of every epoch and/or every N training steps, keeping the last `keep`."
@@ -421,9 +487,17 @@ class CheckpointCallback(Callback):
 
     def _dir(self) -> Path: return Path(self.folder) if self.folder is not None else Path(self.learn.path) / self.learn.model_dir
 
-    def before_fit(self):
+    def _check_folder(self) -> Path:
+        "The checkpoint folder, created if missing; an error saying what to change if files cannot be written there."
         d = self._dir()
-        d.mkdir(parents=True, exist_ok=True)
+        why = _unwritable(d)
+        if why is not None:
+            fix = "pass folder= a writable folder" if self.folder is not None else "give the Learner a writable path= (or pass folder=)"
+            raise OSError(f"CheckpointCallback cannot write checkpoints in {d}: {why}. Nothing was trained or loaded; {fix}.")
+        return d
+
+    def before_fit(self):
+        d = self._check_folder()
         for t in d.glob(f'.{self.fname}_*.tmp'): t.unlink(missing_ok=True)   # left by a process killed mid-write
         found = checkpoints(d, self.fname)
         self._seq = _seq_of(found[-1]) + 1 if found else 0
@@ -485,27 +559,54 @@ def checkpoints(folder:str|Path, # the folder CheckpointCallback writes in
     return sorted(found, key=_seq_of)
 
 @patch_to(Learner)
+def _checkpoint_place(self, fname:str='checkpoint', folder:str|Path|None=None) -> tuple[Path, str]:
+    "The folder and file-name prefix of this learner's checkpoints: its CheckpointCallback's, else `path/model_dir` and 'checkpoint'."
+    cb = self.cb(CheckpointCallback)
+    if folder is None: folder = cb._dir() if cb is not None and cb.learn is self else Path(self.path) / self.model_dir
+    if cb is not None and fname == 'checkpoint': fname = cb.fname
+    return Path(folder), fname
+
+def _no_checkpoint(folder:Path, fname:str) -> FileNotFoundError:
+    return FileNotFoundError(f"resume='last': there is no checkpoint ({fname}_*.pth) in {folder.resolve()}. Train with "
+                             "cbs=CheckpointCallback() to write them there, pass resume='auto' to start afresh when there is "
+                             "none, or pass the path of a checkpoint.")
+
+@patch_to(Learner)
 def find_checkpoint(self, fname:str='checkpoint', # CheckpointCallback's `fname`
                     folder:str|Path|None=None, # `None`: `path/model_dir`, or the folder of this learner's CheckpointCallback
                    ) -> Path:
     "The newest checkpoint (what `resume='last'` loads); an error naming the folder if there is none."
-    cb = self.cb(CheckpointCallback)
-    if folder is None: folder = cb._dir() if cb is not None and cb.learn is self else Path(self.path) / self.model_dir
-    if cb is not None and fname == 'checkpoint': fname = cb.fname
+    folder, fname = self._checkpoint_place(fname, folder)
     found = checkpoints(folder, fname)
-    if not found:
-        raise FileNotFoundError(f"resume='last': there is no checkpoint ({fname}_*.pth) in {Path(folder).resolve()}. Train with "
-                                "cbs=CheckpointCallback() to write them there, or pass the path of a checkpoint.")
+    if not found: raise _no_checkpoint(folder, fname)
     return found[-1]
 
 # %% ../nbs/11_checkpoint.ipynb #33cf76c2
 class ResumeFrom:
     "A checkpoint to resume from, for `fit(resume=...)`: `strict=False` accepts one that differs (the error says what would not be exact)."
-    def __init__(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, or 'last'
+    def __init__(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, 'last' or 'auto'
                  strict:bool=True, # refuse a checkpoint that does not match the learner and the fit
                 ):
-        self.path, self.strict = path, strict
+        self.path, self.strict = _check_checkpoint_arg(path, 'ResumeFrom path'), _check_strict(strict, 'ResumeFrom')
     def __repr__(self): return f"ResumeFrom({str(self.path)!r}, strict={self.strict})"
+
+_resume_takes = _takes(('None (start afresh)',) + _names_checkpoint + ('ResumeFrom(path, strict=False)',))
+
+def _resume_spec(resume) -> ResumeFrom|None:
+    "What `resume=` asks for (`None`: start afresh), or an error saying what it takes: the one check of every `resume=`."
+    if resume is None or isinstance(resume, ResumeFrom): return resume
+    return ResumeFrom(_check_checkpoint_arg(resume, 'resume', _resume_takes))
+
+def _read_spec(ck:dict, p:Path, strict:bool) -> ResumeFrom:
+    "`ResumeFrom(p, strict)` holding checkpoint `ck`, already read: the fit it is passed to does not read the file again."
+    spec = ResumeFrom(p, strict)
+    spec._read = (ck, p)
+    return spec
+
+@patch_to(Learner)
+def _read_resume(self, spec:ResumeFrom) -> tuple[dict, Path]|None:
+    "`spec`'s checkpoint and its path: the one it holds (taken, so used once), else read now; `None`: 'auto' found none."
+    return spec.__dict__.pop('_read', None) or self.read_checkpoint(spec.path)
 
 # %% ../nbs/11_checkpoint.ipynb #f8280c09
 class _ResumeCallback(Callback):
@@ -564,25 +665,62 @@ class _ResumeCallback(Callback):
         if not restored: set_rng_state(rng)
         learn._in_batch = None
 
-    def cleanup_fit(self): self.learn.__dict__.pop('all_batches', None)
+    def cleanup_fit(self):
+        self.learn.__dict__.pop('all_batches', None)
+        # stopped before the resumed epoch's first batch: the loader's skip must not carry into the next fit
+        if self._pending: skip_batches(self.learn.dls.train, 0)
 
 _transient.add('resume_checkpoint')
 
 # %% ../nbs/11_checkpoint.ipynb #c42e0a5e
+@contextlib.contextmanager
+def _opt_of_fit(learn, reset_opt:bool):
+    "During the block, `learn.opt` is the optimizer the fit will use, as far as a check sees it: none (so `opt_func` builds one) if `reset_opt`."
+    if not reset_opt: yield; return
+    opt, learn.opt = learn.opt, None
+    try: yield
+    finally: learn.opt = opt
+
+@patch_to(Learner)
+def _resume_checked(self, spec:ResumeFrom, n_epoch:int, reset_opt:bool) -> tuple[dict, Path, list[str]]|None:
+    "Read and check `spec`'s checkpoint against this learner, its callbacks now, and a fit of `n_epoch`, changing nothing: `(checkpoint, path, accepted differences)`, or `None` ('auto' found none)."
+    found = self._read_resume(spec)
+    if found is None: return None
+    ck, p = found
+    with _opt_of_fit(self, reset_opt): hard, soft = self.checkpoint_problems(ck, n_epoch)
+    if hard or (soft and spec.strict): raise _mismatch_error(p, hard, soft, 'this learner and fit')
+    for cb in self.cbs:   # a folder it cannot write would stop the fit after the other callbacks reset themselves
+        if isinstance(cb, CheckpointCallback) and handles(cb, 'before_fit', True, self.rank): cb._check_folder()
+    return ck, p, soft
+
 @patch_to(Learner)
 def _resume_fit(self, resume, n_epoch:int, lr=None, wd=None, cbs=None, reset_opt:bool=False, start_epoch:int=0):
     "`fit(n_epoch, ..., resume=resume)`: check the checkpoint against this learner and fit, then train from where it stopped."
-    spec = resume if isinstance(resume, ResumeFrom) else ResumeFrom(resume)
+    spec = _resume_spec(resume)
     if start_epoch: raise ValueError(f"fit: pass resume= or start_epoch={start_epoch}, not both: a checkpoint knows where it stopped")
     self._check_fit_args(n_epoch, 0, lr)
     with self.added_cbs(cbs):   # the fit's callbacks take part in the check (and a CheckpointCallback says where 'last' is)
-        ck, p = self.read_checkpoint(spec.path)
-        hard, soft = self.checkpoint_problems(ck, n_epoch)
-        if hard or (soft and spec.strict): raise _mismatch_error(p, hard, soft, 'this learner and fit')
+        checked = self._resume_checked(spec, n_epoch, reset_opt)
+        if checked is None: return self.fit(n_epoch, lr=lr, wd=wd, reset_opt=reset_opt)   # 'auto', no checkpoint yet: afresh
+        ck, p, soft = checked
         if soft: warnings.warn(f"Resuming from {p} with strict=False; the run is not exact: " + '; '.join(soft))
         helper = _ResumeCallback(ck, spec.strict, data_ok=not any(s.startswith('data') for s in soft))
         with self.added_cbs(helper):
             self.fit(n_epoch, lr=lr, wd=wd, reset_opt=reset_opt, start_epoch=min(helper.epoch, n_epoch - 1))
+
+# %% ../nbs/11_checkpoint.ipynb #a9be7c52
+@patch_to(Learner)
+def check_resume(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
+                 n_epoch:int, # the number of epochs of the fit that will resume it
+                 cbs=None, # the callbacks that fit adds (they take part in the check; a CheckpointCallback says where 'last' is)
+                 reset_opt:bool=False, # the fit builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
+                ) -> ResumeFrom|None:
+    "Every check `fit(n_epoch, cbs=cbs, resume=resume)` makes before training, changing nothing; return the `resume=` to pass it: `None` (start afresh) or the checkpoint found, already read."
+    spec = _resume_spec(resume)
+    if spec is None: return None
+    self._check_fit_args(n_epoch, 0)
+    with self.added_cbs(cbs): checked = self._resume_checked(spec, n_epoch, reset_opt)
+    return None if checked is None else _read_spec(checked[0], checked[1], spec.strict)
 
 # %% ../nbs/11_checkpoint.ipynb #4f0dfbeb
 Learner.fit_stage = None   # the stage of a method running several fits (fine_tune) that the current fit is; checkpoints record it
@@ -597,16 +735,25 @@ def in_stage(self, name:str, # the stage's name, e.g. 'frozen'
     finally: self.fit_stage = old
 
 @patch_to(Learner)
-def resume_stages(self, resume, # what the method was given as `resume`: `None`, a path, 'last' or a `ResumeFrom`
-                  stages:list, # the names of its stages, in the order their fits run
+def resume_stages(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
+                  stages:list|dict, # its stages' names, in the order their fits run; `{name: n_epoch}`: also check the checkpoint against its stage's fit
+                  cbs=None, # the callbacks the method's fits add (they take part in the check; a CheckpointCallback says where 'last' is)
+                  reset_opt:bool=False, # the method builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
                  ) -> dict:
-    "The `resume=` of each stage's fit: the checkpoint for its own stage, `False` (skip it) before, `None` (start afresh) after; all `None` without `resume`."
-    if resume is None: return {s: None for s in stages}
-    spec = resume if isinstance(resume, ResumeFrom) else ResumeFrom(resume)
-    ck, p = self.read_checkpoint(spec.path)
-    stage = ck['fit']['stage']
-    if stage not in stages:
-        raise ValueError(f"{p} was written by " + ("a fit that is not a stage of a multi-fit method: resume it with "
-                         "learn.fit(..., resume=...)" if stage is None else f"stage {stage!r}, which is not one of {list(stages)}"))
-    i = list(stages).index(stage)
-    return {s: False if j < i else ResumeFrom(p, spec.strict) if j == i else None for j, s in enumerate(stages)}
+    "The `resume=` of each stage's fit: the checkpoint for its own stage, `False` (skip it) before, `None` (start afresh) after; all `None` without `resume` or a checkpoint for 'auto'. Ask before changing the learner."
+    spec, names = _resume_spec(resume), list(stages)
+    afresh = {s: None for s in names}
+    if spec is None: return afresh
+    with self.added_cbs(cbs):
+        found = self._read_resume(spec)
+        if found is None: return afresh
+        ck, p = found
+        stage = ck['fit']['stage']
+        if stage not in names:
+            raise ValueError(f"{p} was written by " + ("a fit that is not a stage of a multi-fit method: resume it with "
+                             "learn.fit(..., resume=...)" if stage is None else f"stage {stage!r}, which is not one of {names}"))
+        if isinstance(stages, dict):
+            self._check_fit_args(stages[stage], 0)
+            with self.in_stage(stage): self._resume_checked(_read_spec(ck, p, spec.strict), stages[stage], reset_opt)
+    i = names.index(stage)
+    return {s: False if j < i else _read_spec(ck, p, spec.strict) if j == i else None for j, s in enumerate(names)}

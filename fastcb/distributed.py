@@ -4,12 +4,14 @@
 
 # %% ../nbs/12_distributed.ipynb #707b926f
 from __future__ import annotations
-import contextlib, copy, datetime, os, signal, socket, sys, threading, warnings
+import contextlib, copy, datetime, io, multiprocessing, multiprocessing.connection, os, pickle, signal, socket, sys
+import threading, time, traceback, warnings
 from types import SimpleNamespace
 from typing import Callable
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from .callback.core import Callback, patch_to, check_whole, noop
 from .learner import Learner, TrainEvalCallback, n_batches
 from .recorder import Recorder, AvgLoss, AvgMetric, UpdateComputeMetric
@@ -416,27 +418,177 @@ def distrib_ctx(self,
             failed = False
         finally: self.detach_distributed(failed=failed)
 
-# %% ../nbs/12_distributed.ipynb #d33e6d2e
-def _run_rank(i:int, fn:Callable, args:tuple, env:dict, results):
-    os.environ.update(env, RANK=str(i), LOCAL_RANK=str(i), GROUP_RANK='0', OMP_NUM_THREADS='1')
+# %% ../nbs/12_distributed.ipynb #7ca59675
+def _autograd_threads(task_dir:str='/proc/self/task', # where Linux lists this process's threads
+                     ) -> list[str]:
+    "The names of autograd's GPU worker threads running in this process (Linux; `[]` elsewhere)."
+    names = []
+    with contextlib.suppress(OSError):
+        for t in os.listdir(task_dir):
+            with contextlib.suppress(OSError), open(os.path.join(task_dir, t, 'comm')) as f: names.append(f.read().strip())
+    return sorted(n for n in names if n.startswith('pt_autograd'))
+
+def _fork_problem() -> str|None:
+    "Why processes forked from this one could not train, or `None`: CUDA initialised here, or autograd's GPU threads started."
+    if torch.cuda.is_initialized():
+        return ("CUDA was initialised in this process before notebook_launch, and a forked process cannot use it. Restart "
+                "the kernel and call notebook_launch before anything touches the GPU (no model.cuda(), no tensor on 'cuda' "
+                "in earlier cells); build the learner inside the launched function.")
+    if _autograd_threads():
+        return ("autograd has run in this process on a machine with a GPU (a backward pass: an earlier fit or lr_find in "
+                "this kernel), and its GPU threads cannot be forked: every rank would fail at its first backward. Restart "
+                "the kernel and call notebook_launch before training anything in it; train inside the launched function.")
+    return None
+
+# %% ../nbs/12_distributed.ipynb #38cabb79
+class _ResultPickler(pickle.Pickler):
+    "Pickles a rank's return value by value, every tensor detached and on the CPU: nothing refers to the rank's memory or GPU."
+    protocol = pickle.HIGHEST_PROTOCOL
+    def reducer_override(self, obj):
+        if not isinstance(obj, torch.Tensor) or (obj.device.type == 'cpu' and obj.grad_fn is None): return NotImplemented
+        if isinstance(obj, torch.nn.Parameter):
+            return torch.nn.Parameter(obj.detach().cpu(), obj.requires_grad).__reduce_ex__(self.protocol)
+        return obj.detach().cpu().__reduce_ex__(self.protocol)
+
+def _pickled_result(res, rank:int) -> io.BytesIO:
+    "The report of a rank that returned `res`, pickled by `_ResultPickler`; a clear error naming the rank and the type if `res` cannot be pickled."
+    buf = io.BytesIO()
+    try: _ResultPickler(buf, protocol=_ResultPickler.protocol).dump({'ok': True, 'value': res})
+    except Exception as e:
+        raise TypeError(f"rank {rank} returned a {type(res).__name__} that cannot be pickled to travel back to the process "
+                        f"that called notebook_launch ({type(e).__name__}: {e}). Return plain data: numbers, strings, lists, "
+                        "dicts, tensors, a state_dict; save anything else to a file and return its path.") from e
+    return buf
+
+def _failure_report(e:BaseException) -> dict:
+    "What a rank sends when it fails: when, the exception in a line, its traceback, and whether another rank's failure may have caused it."
+    summary = f"{type(e).__name__}: {e}".strip().rstrip(':')
+    in_bad_fork = getattr(torch._C, '_cuda_isInBadFork', lambda: False)()
+    if in_bad_fork and 'cuda' in summary.lower():
+        summary += (" (CUDA was initialised in the process that called notebook_launch, before it forked this one: "
+                    "torch.cuda.is_available() does it. Restart the kernel and call notebook_launch before anything asks "
+                    "torch about the GPU; torch.cuda.device_count() may be used, it does not initialise CUDA.)")
+    return {'ok': False, 'time': time.time(), 'why': f"failed with {summary}", 'traceback': traceback.format_exc(),
+            'by_other': isinstance(e, dist.DistError),   # a collective broken by another rank's failure
+            'stopped': isinstance(e, KeyboardInterrupt)}  # Ctrl-C, or the SIGTERM that distrib_ctx turns into one
+
+def _stop_with_parent(parent:int):
+    "Ask Linux to send this process SIGTERM if the launching process dies, so that a killed kernel leaves no rank behind."
+    set_pdeathsig = getattr(torch.multiprocessing, '_prctl_pr_set_pdeathsig', None)
+    if set_pdeathsig is not None: set_pdeathsig(signal.SIGTERM)
+    if os.getppid() != parent: os._exit(1)   # it died before the request took effect
+
+def _run_rank(rank:int, fn:Callable, args:tuple, env:dict, conn, inherited:list, parent:int):
+    "One rank of `notebook_launch`: run `fn(*args)`, send its result (or the failure) as one message, exit."
+    _stop_with_parent(parent)
+    for c in inherited: c.close()   # the launcher's ends of the pipes: only the launcher reads them
+    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank), GROUP_RANK='0', OMP_NUM_THREADS='1')
     # One CPU thread, as torchrun gives each process: the kernel's OpenMP threads do not exist in a forked child,
     # and an operation that tried to use them would wait for them forever.
     torch.set_num_threads(1)
-    res = fn(*args)
-    results.put((i, res))
+    code = 0
+    try: msg = _pickled_result(fn(*args), rank).getbuffer()
+    except BaseException as e:   # KeyboardInterrupt (Ctrl-C, or the SIGTERM that distrib_ctx turns into one) too
+        msg, code = pickle.dumps(_failure_report(e)), 1
+    with contextlib.suppress(OSError): conn.send_bytes(msg)   # OSError: the launcher is gone
+    sys.exit(code)
+
+# %% ../nbs/12_distributed.ipynb #ca1be568
+def _receive(conn, rank:int) -> dict|None:
+    "The report of `rank`: its result, or its failure; `None` if the rank ended without sending one."
+    try: data = conn.recv_bytes()
+    except (EOFError, OSError): return None
+    try: return pickle.loads(data)
+    except Exception as e:
+        return {'ok': False, 'time': time.time(), 'traceback': traceback.format_exc(), 'by_other': False, 'stopped': False,
+                'why': f"returned a result that cannot be unpickled in this process ({type(e).__name__}: {e}): return "
+                       "plain data (numbers, strings, lists, dicts, tensors)"}
+
+def _exit_report(p, stopping:bool) -> dict:
+    "The failure report of a rank that ended without sending one: killed by a signal, or exited."
+    code, name = p.exitcode, None
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f'signal {-code}'
+        why = f"was killed by signal {name} before it returned"
+        if name == 'SIGKILL' and not stopping: why += " (the system's out-of-memory killer sends SIGKILL: check the memory used)"
+    else: why = f"exited with code {code} before it returned (os._exit, or a crash in native code)"
+    return {'ok': False, 'time': time.time(), 'why': why, 'traceback': None, 'by_other': False,
+            'stopped': stopping and code < 0, 'exit_code': code, 'signal': name}
+
+def _stop_ranks(procs:list, grace:float):
+    "End the ranks still running: SIGTERM (which `distrib_ctx` turns into a teardown), then SIGKILL after `grace` seconds."
+    try:
+        for p in procs:
+            if p.is_alive(): p.terminate()
+        deadline = time.monotonic() + grace
+        for p in procs: p.join(max(0., deadline - time.monotonic()))
+    finally:   # also if a second Ctrl-C cut the wait short
+        for p in procs:
+            if p.is_alive(): p.kill()
+            p.join()
+
+def _collect(procs:list, conns:list, grace:float) -> list:
+    "Each rank's report, read as it comes (a big result never fills the pipe); at the first failure, the other ranks are stopped."
+    n = len(procs)
+    reports, ended, reading = [None] * n, [False] * n, set(range(n))
+    stop_at, stopping = None, False   # when ranks still running get SIGTERM (then SIGKILL); whether that was asked
+    while not all(ended):
+        watch = [conns[r] for r in reading] + [procs[r].sentinel for r in range(n) if not ended[r]]
+        ready = multiprocessing.connection.wait(watch, None if stop_at is None else max(0., stop_at - time.monotonic()))
+        for r in range(n):
+            if r in reading and conns[r] in ready: reports[r] = _receive(conns[r], r); reading.discard(r)
+        for r in range(n):
+            if ended[r] or procs[r].sentinel not in ready: continue
+            procs[r].join()
+            ended[r] = True
+            if r in reading: reports[r] = _receive(conns[r], r) if conns[r].poll() else None; reading.discard(r)
+            if reports[r] is None: reports[r] = _exit_report(procs[r], stopping)
+            elif reports[r]['ok'] and procs[r].exitcode != 0 and not stopping:
+                warnings.warn(f"rank {r} returned its result, then ended with exit code {procs[r].exitcode}")
+        failed = any(rep is not None and not rep['ok'] for rep in reports)
+        if stop_at is None and (failed or all(rep is not None for rep in reports)):
+            stop_at = time.monotonic() + (0 if failed else grace)   # a failure stops the others now; results: `grace` to exit
+        if stop_at is not None and time.monotonic() >= stop_at and not all(ended):
+            if not failed and not stopping:
+                late = [r for r in range(n) if not ended[r]]
+                warnings.warn(f"rank(s) {late} returned their result but did not exit within {grace} s: they were stopped")
+            for r in range(n):
+                if ended[r]: continue
+                if stopping: procs[r].kill()
+                elif reports[r] is None or not failed: procs[r].terminate()   # a rank that reported is ending
+            stop_at, stopping = time.monotonic() + grace, True
+    return reports
+
+def _launch_error(reports:list, pids:list) -> Exception:
+    "The exception that reports the failed ranks: the first that failed by itself, with its traceback; the others in a line each."
+    fails = {r: rep for r, rep in enumerate(reports) if not rep['ok']}
+    own = {r: rep for r, rep in fails.items() if not rep['stopped']} or fails   # the ranks notebook_launch did not stop
+    first = min(own, key=lambda r: (own[r]['by_other'], own[r]['time']))       # not broken by another rank, then earliest
+    rep = fails[first]
+    stopped, returned = [r for r in fails if r not in own], [r for r, o in enumerate(reports) if o['ok']]
+    msg = (f"notebook_launch: rank {first} of {len(reports)} {rep['why']}"
+           + ''.join(f"\n  rank {r} also {o['why'][:300]}" for r, o in own.items() if r != first)
+           + (f"\n  rank(s) {stopped} were stopped" if stopped else '') + (f"\n  rank(s) {returned} returned" if returned else ''))
+    if rep['traceback'] is not None:
+        return ProcessRaisedException(f"{msg}\n\nTraceback of rank {first}:\n{rep['traceback']}", first, pids[first])
+    return ProcessExitedException(msg, first, pids[first], rep['exit_code'], rep['signal'])
 
 def notebook_launch(fn:Callable, # the training function: builds the learner and trains it inside `distrib_ctx`
                     nprocs:int=2, # how many processes (one per GPU)
                     args:tuple=(), # positional arguments of `fn`
                     master_addr:str='127.0.0.1', # address of rank 0 (this machine)
                     master_port:int|None=None, # its port; `None`: a free one
+                    grace:float=10., # seconds a rank has to end after being asked to stop, before it is killed
                    ) -> list:
-    "Run `fn(*args)` in `nprocs` processes forked from this one (a Jupyter kernel), as `torchrun` would; returns each rank's result."
+    "Run `fn(*args)` in `nprocs` processes forked from this one (a Jupyter kernel), as `torchrun` would; returns the list of their results, by rank."
     check_whole(nprocs, 'notebook_launch nprocs', 1)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA was initialised in this process before notebook_launch, and a forked process cannot use it. "
-                           "Restart the kernel and call notebook_launch before anything touches the GPU (no model.cuda(), "
-                           "no tensor on 'cuda' in earlier cells); build the learner inside the launched function.")
+    if not callable(fn): raise TypeError(f"notebook_launch runs a function in each process; got a {type(fn).__name__}")
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"notebook_launch args is the tuple of fn's positional arguments, e.g. args=(32,); got a {type(args).__name__}")
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+        raise ValueError(f"notebook_launch grace is a number of seconds >= 0; got {grace!r}")
+    problem = _fork_problem()
+    if problem: raise RuntimeError(problem)
     if dist.is_initialized():
         raise RuntimeError("This process already has a torch.distributed process group; notebook_launch starts its own "
                            "processes: call it from a plain kernel (not from a torchrun worker)")
@@ -444,12 +596,19 @@ def notebook_launch(fn:Callable, # the training function: builds the learner and
         raise RuntimeError("This process was started by torchrun: call the training function directly, not notebook_launch")
     env = dict(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port or free_port(master_addr)), WORLD_SIZE=str(nprocs),
                LOCAL_WORLD_SIZE=str(nprocs))
-    ctx = torch.multiprocessing.get_context('fork')
-    results = ctx.SimpleQueue()
-    torch.multiprocessing.start_processes(_run_rank, args=(fn, args, env, results), nprocs=nprocs, join=True,
-                                          start_method='fork')
-    out = [None] * nprocs
-    while not results.empty():
-        i, res = results.get()
-        out[i] = res
-    return out
+    ctx = multiprocessing.get_context('fork')   # why fork: see the prose above
+    procs, conns = [], []
+    try:
+        for rank in range(nprocs):
+            reader, writer = ctx.Pipe(duplex=False)
+            conns.append(reader)
+            p = ctx.Process(target=_run_rank, args=(rank, fn, args, env, writer, conns, os.getpid()), name=f'rank {rank}')
+            p.start()
+            procs.append(p)
+            writer.close()   # the rank holds the only writing end: the launcher sees it end
+        reports = _collect(procs, conns, grace)
+    finally:   # Ctrl-C here, or an error: no rank is left running
+        _stop_ranks(procs, grace)
+        for c in conns: c.close()
+    if not all(rep['ok'] for rep in reports): raise _launch_error(reports, [p.pid for p in procs])
+    return [rep['value'] for rep in reports]

@@ -5,12 +5,26 @@
 # %% ../nbs/16_interpret.ipynb #7306b5bb
 from __future__ import annotations
 import torch
-from .callback.core import patch_to
+from .callback.core import patch_to, check_whole
 
 # %% auto #0
 __all__ = ['Interpretation', 'ClassificationInterpretation']
 
 # %% ../nbs/16_interpret.ipynb #b9ddb80d
+def _described(o) -> str:
+    "The dtype and shape of a tensor (or of each tensor of a tuple), for error messages."
+    if isinstance(o, torch.Tensor): return f"{str(o.dtype).removeprefix('torch.')} of shape {tuple(o.shape)}"
+    if isinstance(o, (tuple, list)): return f"a {type(o).__name__} ({', '.join(_described(v) for v in o)})"
+    return type(o).__name__
+
+def _short(v) -> str:
+    "A prediction or target in a plot title: a number, a few numbers, or a shape."
+    if isinstance(v, torch.Tensor):
+        if v.numel() == 1: v = v.item()
+        elif v.numel() <= 3: return '[' + ', '.join(_short(x) for x in v.flatten().tolist()) + ']'
+        else: return f"{str(v.dtype).removeprefix('torch.')}{list(v.shape)}"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
 class Interpretation:
     "The predictions of `learn` on a loader, with each item's loss: find and show the items the model gets most wrong."
     def __init__(self, learn, # the learner the predictions come from
@@ -22,6 +36,10 @@ class Interpretation:
                  losses, # each item's loss
                 ):
         self.learn, self.dl, self.inputs, self.preds, self.targs, self.decoded, self.losses = learn, dl, inputs, preds, targs, decoded, losses
+        self._check()
+
+    def _check(self):
+        "Refuse predictions and targets this class cannot interpret (a subclass's rule)."
 
     @classmethod
     def from_learner(cls, learn, # a trained learner
@@ -30,9 +48,9 @@ class Interpretation:
                      act=None, # activation of the model's outputs; `None`: the loss's
                     ):
         "Run `learn.get_preds` once on the loader and keep everything it returns."
-        dl = learn.dls[ds_idx] if dl is None else dl
-        inputs, preds, targs, decoded, losses = learn.get_preds(dl=dl, with_input=True, with_decoded=True, with_loss=True, act=act)
-        return cls(learn, dl, inputs, preds, targs, decoded, losses)
+        inputs, preds, targs, decoded, losses = learn.get_preds(ds_idx=ds_idx, dl=dl, with_input=True, with_decoded=True,
+                                                                with_loss=True, act=act)
+        return cls(learn, learn.dls[ds_idx] if dl is None else dl, inputs, preds, targs, decoded, losses)
 
     def top_losses(self, k:int|None=None, # how many items (`None`: all)
                    largest:bool=True, # the highest losses (else the lowest)
@@ -40,11 +58,22 @@ class Interpretation:
         "The `k` largest (or smallest) losses and the indices of their items, sorted."
         n = len(self.losses)
         k = n if k is None else k
-        if not isinstance(k, int) or not 0 < k <= n:
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= n:
             raise ValueError(f"top_losses: k must be a whole number in [1, {n}] (the number of items), got {k!r}")
         return self.losses.topk(k, largest=largest)
 
+    _plot_title = 'Prediction/Actual/Loss'
+    def _title(self, i:int, loss:float) -> str:
+        "The title of item `i` in `plot_top_losses`."
+        return f"{_short(self.decoded[i])}/{_short(self.targs[i])} / {loss:.2f}"
+
 # %% ../nbs/16_interpret.ipynb #0ffa382e
+def _loss_name(f) -> str:
+    f = getattr(f, 'func', f)   # functools.partial
+    return getattr(f, '__name__', type(f).__name__)
+
+def _is_index(t) -> bool: return isinstance(t, torch.Tensor) and not t.dtype.is_floating_point and not t.dtype.is_complex and t.dtype != torch.bool
+
 class ClassificationInterpretation(Interpretation):
     "`Interpretation` for single-label classification: confusion matrix, most confused pairs, top losses as images."
     @property
@@ -53,20 +82,55 @@ class ClassificationInterpretation(Interpretation):
         v = getattr(self.learn.dls, 'vocab', None)
         return [str(c) for c in v] if v is not None else [str(i) for i in range(self.preds.shape[-1])]
 
+    def _check(self):
+        "Refuse what is not single-label classification, naming what was found."
+        p, t, d = self.preds, self.targs, self.decoded
+        found = []
+        if not isinstance(p, torch.Tensor) or p.dim() != 2 or p.shape[1] < 2:
+            one = isinstance(p, torch.Tensor) and (p.dim() == 1 or p.dim() == 2 and p.shape[1] == 1)
+            found.append("the predictions are not a score per class (shape (items, classes), classes >= 2)"
+                         + (": one output per item is a regression, or a binary classifier with a sigmoid" if one else ''))
+        if not _is_index(t) or t.dim() != 1:
+            one = isinstance(t, torch.Tensor) and (t.dim() == 1 or t.dim() == 2 and t.shape[1] == 1)
+            found.append("the targets are not one class index per item (integers, shape (items,))"
+                         + (": one number per item, as in a regression" if one else ": several values per item, multi-label, "
+                            "soft targets or segmentation?" if isinstance(t, torch.Tensor) and t.dim() > 1 else ''))
+        if not found and (not _is_index(d) or d.dim() != 1):
+            found.append(f"the decoded predictions are {_described(d)}, not one class index per item (does the loss "
+                         "decode with argmax?)")
+        if not found:
+            v = getattr(self.learn.dls, 'vocab', None)
+            n = p.shape[1] if v is None else len(v)
+            if n != p.shape[1]: found.append(f"the predictions have {p.shape[1]} columns for the {n} classes of learn.dls.vocab")
+            for name, x in (('targets', t), ('decoded predictions', d)):
+                if len(x) and not 0 <= int(x.min()) <= int(x.max()) < n:
+                    found.append(f"the {name} go from {int(x.min())} to {int(x.max())}, outside the {n} classes [0, {n})")
+        if found:
+            raise ValueError(
+                f"ClassificationInterpretation is for single-label classifiers: it needs targets that are class indices (an "
+                f"integer tensor of shape (items,)) and predictions that score each class (shape (items, classes)), as "
+                f"nn.CrossEntropyLoss or CrossEntropyLossFlat train. This learner's loss is {_loss_name(self.learn.loss_func)}, "
+                f"and on this loader its predictions are {_described(p)} and its targets {_described(t)}: "
+                + '; '.join(found) + ". For the items with the highest loss, which any learner has, use "
+                "Interpretation.from_learner(learn) (top_losses, plot_top_losses).")
+
     def confusion_matrix(self) -> torch.Tensor:
         "Counts of (actual class, predicted class): row `i` is the items of class `i`, column `j` those predicted `j`."
         n = len(self.vocab)
-        if self.decoded.dim() != 1 or self.targs.dim() != 1:
-            raise ValueError(f"confusion_matrix needs one class per item; got decoded predictions of shape {tuple(self.decoded.shape)} "
-                             f"and targets of shape {tuple(self.targs.shape)} (multi-label or segmentation?)")
         return torch.bincount(self.targs.long() * n + self.decoded.long(), minlength=n * n).reshape(n, n)
 
-    def most_confused(self, min_val:int=1, # the smallest count listed
+    def most_confused(self, min_val:int=1, # the smallest count listed (at least 1: a pair never confused is no mistake)
                      ) -> list:
         "The (actual, predicted, count) of each mistake made at least `min_val` times, most frequent first."
+        check_whole(min_val, 'most_confused min_val (the smallest count of a mistake listed)', 1)
         cm, v = self.confusion_matrix(), self.vocab
         res = [(v[i], v[j], int(cm[i, j])) for i in range(len(v)) for j in range(len(v)) if i != j and cm[i, j] >= min_val]
         return sorted(res, key=lambda r: -r[2])
+
+    _plot_title = 'Prediction/Actual/Loss/Probability'
+    def _title(self, i:int, loss:float) -> str:
+        t, v = int(self.targs[i]), self.vocab
+        return f"{v[int(self.decoded[i])]}/{v[t]} / {loss:.2f} / {self.preds[i, t]:.2f}"
 
 # %% ../nbs/16_interpret.ipynb #c05152cf
 def _plt():
@@ -93,6 +157,7 @@ def plot_confusion_matrix(self, normalize:bool=False, # show each row as fractio
                            figsize:tuple|None=None, # matplotlib's figure size; `None`: half an inch per class, at least 4
                           ):
     "Draw the confusion matrix: actual classes down, predicted across, with the counts (or fractions) written in."
+    check_whole(norm_dec, 'plot_confusion_matrix norm_dec (decimals)')
     cm = self.confusion_matrix().float()
     if normalize: cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
     v = self.vocab
@@ -115,21 +180,21 @@ def plot_top_losses(self, k:int=9, # how many items
                      figsize:tuple|None=None, # matplotlib's figure size; `None`: 3 inches per item
                      show=None, # f(x, ax) drawing one input; `None`: draw it as an image
                     ):
-    "Show the `k` items with the highest loss, titled predicted/actual / loss / probability of the actual class."
+    "Show the `k` items with the highest loss, titled prediction/actual / loss (/ probability of the actual class, for a classifier)."
+    check_whole(ncols, 'plot_top_losses ncols (items per row)', 1)
     vals, idx = self.top_losses(k, largest)
     nrows = -(-len(idx) // ncols)
     fig, axs = _plt().subplots(nrows, ncols, figsize=figsize or (3 * ncols, 3 * nrows), squeeze=False)
-    v, show = self.vocab, show or _show_image
+    show = show or _show_image
     try:
         for ax, l, i in zip(axs.flat, vals.tolist(), idx.tolist()):
             show(self.inputs[i], ax)
-            t = int(self.targs[i])
-            ax.set_title(f"{v[int(self.decoded[i])]}/{v[t]} / {l:.2f} / {self.preds[i, t]:.2f}")
+            ax.set_title(self._title(i, l))
             ax.axis('off')
     except Exception:
         _plt().close(fig)   # inputs it cannot draw leave no half-drawn figure behind
         raise
     for ax in list(axs.flat)[len(idx):]: ax.axis('off')
-    fig.suptitle('Prediction/Actual/Loss/Probability')
+    fig.suptitle(self._plot_title)
     fig.tight_layout()
     return list(axs.flat[:len(idx)])

@@ -4,13 +4,13 @@
 
 # %% ../nbs/01_learner.ipynb #51a66a6e
 from __future__ import annotations
-import contextlib, copy, warnings
+import contextlib, copy, math, numbers, warnings
 from pathlib import Path
 from typing import Callable
 import torch
 from torch import nn
 from .callback.core import *
-from .callback.core import _all_events, _inner_loop, _cancel_exceptions, _matches, noop
+from .callback.core import _all_events, _inner_loop, _cancel_exceptions, _matches, _clone, noop
 from .recorder import Recorder, mk_metric
 from .callback.progress import ProgressCallback
 from .optimizer import add_fastai_api
@@ -46,17 +46,41 @@ def _note(e:BaseException, msg:str):
     "Add `msg` to `e`'s notes (shown under its traceback) unless it is already there."
     if msg not in getattr(e, '__notes__', ()): e.add_note(msg)
 
+def _is_real(v) -> bool:
+    "Is `v` a real number (a Python or NumPy int or float), not a bool?"
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+def _check_slice(val:slice, key:str='lr') -> slice:
+    "Return `val` if it is a slice that can be spread geometrically over parameter groups: positive, finite ends (`start` optional)."
+    start_ok = val.start is None or _is_real(val.start) and 0 < val.start < math.inf
+    if not (start_ok and _is_real(val.stop) and 0 < val.stop < math.inf):
+        raise ValueError(f"{key}={val!r}: a slice spreads values over the parameter groups geometrically, from start to "
+                         "stop, so both must be positive, finite numbers (start may be left out: slice(None, stop) gives "
+                         "stop/10 to every group but the last)")
+    return val
+
 def check_lr(lr, name:str='lr'):
-    "Raise a `ValueError` unless `lr` is a positive number, a list of them, or a `slice` of them."
-    vals = [lr.start, lr.stop] if isinstance(lr, slice) else list(lr) if isinstance(lr, (list, tuple)) else [lr]
-    for v in vals:
-        if v is None and isinstance(lr, slice): continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"{name}={lr!r}: a learning rate must be a positive number (or a list or slice of them), "
-                             "e.g. 1e-3")
+    "Return `lr` if it is a finite number >= 0 (0 changes no weight), a list of them, or a `slice` of positive ones; else raise a `ValueError`."
+    if isinstance(lr, slice): return _check_slice(lr, name)
+    for v in (list(lr) if isinstance(lr, (list, tuple)) else [lr]):
+        if not (_is_real(v) and 0 <= v < math.inf):   # NaN fails every comparison
+            raise ValueError(f"{name}={lr!r}: a learning rate must be a positive number or zero (a finite int or "
+                             "float), a list of them, or a slice of positive ones, e.g. 1e-3")
     return lr
 
 # %% ../nbs/01_learner.ipynb #6aa54394
+def _opt_state_to_params(opt:torch.optim.Optimizer) -> torch.optim.Optimizer:
+    "Move each parameter's optimizer state to that parameter's device, as torch's `load_state_dict` places it (a plain `step` stays on the CPU)."
+    for g in opt.param_groups:
+        step_follows = g.get('fused') or g.get('capturable')   # torch's rule for `step`
+        for p in g['params']:
+            st = opt.state.get(p)
+            if not st: continue
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor) and v.device != p.device and (k != 'step' or step_follows):
+                    st[k] = v.to(p.device)
+    return opt
+
 class TrainEvalCallback(Callback):
     "Switch the model between train and eval, place it on the learner's device, and keep the training counters."
     order, run_valid = -10, False
@@ -66,6 +90,7 @@ class TrainEvalCallback(Callback):
     def before_fit(self):
         learn = self.learn
         learn.model.to(learn.device)
+        if learn.opt is not None: _opt_state_to_params(learn.opt)   # a state made before the model moved (Adagrad's, a loaded one)
         learn.train_iter, learn.pct_train = 0, 0.
         if callable(getattr(learn.model, 'reset', None)): learn.model.reset()   # recurrent models, as fastai does
 
@@ -163,7 +188,7 @@ def _restore_process_state(st:dict):
 def expand_per_group(val, n_groups:int, key:str='lr') -> list:
     "One value per parameter group from `val`: a number, a list of `n_groups` numbers, or a `slice` spread geometrically."
     if isinstance(val, slice):
-        if val.stop is None: raise ValueError(f"{key}=slice(...) needs a stop value")
+        _check_slice(val, key)
         if val.start is None: return [val.stop / 10] * (n_groups - 1) + [val.stop]
         if n_groups == 1: return [val.stop]
         ratio = (val.stop / val.start) ** (1 / (n_groups - 1))
@@ -189,9 +214,28 @@ def _keeps_state(cb) -> bool:
     "Does callback `cb` declare a state (`state_attrs`, or its own `state_dict`), even if it has none yet?"
     return bool(cb.state_attrs) or type(cb).state_dict is not Callback.state_dict
 
-def _clone(o):
-    "A deep copy of a state (tensors cloned), so later training does not change it."
-    return copy.deepcopy(o)
+def _unshared(state:dict) -> dict:
+    "A copy of the learner state `state` to load, so that a load shares nothing with its argument (the model's tensors are left to `Module.load_state_dict`, which copies them into the parameters)."
+    model = copy.copy(state['model'])   # a shallow copy keeps torch's `_metadata` (the modules' versions)
+    for k, v in model.items():
+        if not isinstance(v, torch.Tensor): model[k] = _clone(v)   # a module's extra state
+    return {**_clone({k: v for k, v in state.items() if k != 'model'}), 'model': model}
+
+def _tensor_addresses(o) -> set:
+    "Addresses of the data of the dense tensors in the nested state `o` (dicts, lists, tuples)."
+    if isinstance(o, torch.Tensor):
+        try: address = o.data_ptr() if o.layout == torch.strided and o.numel() else 0
+        except RuntimeError: address = 0   # no storage of its own (a wrapper subclass)
+        return {address} if address else set()   # a meta tensor's is 0
+    vals = o.values() if isinstance(o, dict) else o if isinstance(o, (list, tuple)) else ()
+    return set().union(*map(_tensor_addresses, vals))
+
+def _live_parts(learn, state:dict) -> list[str]:
+    "The parts of `state` whose tensors are `learn`'s own (it is `learn.state_dict()`, not a copy): 'model', 'optimizer'."
+    opt_state = lambda s: s.get('state') if isinstance(s, dict) else None
+    own = {'model': learn.model.state_dict(), 'optimizer': None if learn.opt is None else learn.opt.state_dict()['state']}
+    theirs = {'model': state.get('model'), 'optimizer': opt_state(state.get('opt'))}
+    return [k for k in own if _tensor_addresses(own[k]) & _tensor_addresses(theirs[k])]
 
 def model_mismatches(model:nn.Module, sd:dict) -> list[str]:
     "What differs between `model` and the state dict `sd`: missing and unexpected keys, and shape mismatches."
@@ -792,6 +836,7 @@ class Learner:
         return self.opt
 
     def _new_opt(self):
+        import_uninterrupted('torch._dynamo')   # torch's optimizers import it (and sympy) lazily: never half-way, on a Ctrl-C
         groups = self.param_groups()
         lrs = expand_per_group(self.lr, len(groups), 'lr')
         kw = {} if self.wd is None else {'weight_decay': self.wd}
@@ -900,7 +945,7 @@ class Learner:
     _counters = ('epoch', 'iter', 'train_iter', 'n_epoch', 'pct_train')
 
     def state_dict(self) -> dict:
-        "Everything the loop needs to go on: model, optimizer, counters and each callback's `state_dict()` by name."
+        "Everything the loop needs to go on: model, optimizer, counters and each callback's `state_dict()` by name. Like torch's, it holds live references that training changes: `snapshot()` is a copy."
         cbs = {}
         for cb in self.cbs:
             s = cb.state_dict()
@@ -911,16 +956,26 @@ class Learner:
                 'opt_type': None if self.opt is None else type(self.opt).__name__,
                 'counters': {k: getattr(self, k) for k in self._counters}, 'callbacks': cbs}
 
-    def load_state_dict(self, state:dict, # what `state_dict` returned (here or in another process)
+    def snapshot(self) -> dict:
+        "A copy of `state_dict()` that later training does not change: `load_state_dict` puts the learner back exactly (random states and loader positions are `fastcb.checkpoint`'s)."
+        return _clone(self.state_dict())
+
+    def load_state_dict(self, state:dict, # what `state_dict` or `snapshot` returned (here or in another process)
                         strict:bool=True, # refuse a state whose callbacks or model keys differ from this learner's
                        ):
-        "Restore a state from `state_dict`: everything is checked first, and on any error nothing is changed."
+        "Restore a state from `state_dict` or `snapshot`: everything is checked first, on any error nothing is changed, and the learner shares nothing with `state`."
         problems, skip = self._state_problems(state, strict)
         if problems:
             raise ValueError("The training state does not match this learner, so nothing was loaded:\n- " + '\n- '.join(problems)
                              + ("\nWith strict=False, differing callbacks and missing or unexpected model keys are "
                                 "skipped (shapes and the optimizer must still match)." if strict else ''))
         if skip: warnings.warn("load_state_dict(strict=False) skipped: " + '; '.join(skip))
+        if live := _live_parts(self, state):
+            warnings.warn(f"load_state_dict: the {' and '.join(live)} tensors of this state are this learner's own (it is "
+                          "its state_dict(), which holds live references, not a copy), so they hold the current values "
+                          "and restore nothing, while the counters and callbacks go back. To return to an earlier point, "
+                          "keep learn.snapshot() and load that.", stacklevel=2)
+        state = _unshared(state)   # training this learner never changes `state`, nor a change to `state` the learner
         before = _clone(self.state_dict())
         with hold_interrupts():   # a Ctrl-C waits until the state is in, or put back
             try: self._apply_state(state, strict)

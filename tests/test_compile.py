@@ -19,7 +19,7 @@ def mlp_learner(n=256, bs=32, seed=0, cbs=None, opt_func=torch.optim.Adam, loss_
     x, y = torch.randn(n, 16), torch.randint(0, 4, (n,))
     dls = DataLoaders(TensorLoader(x, y, bs=bs, shuffle=True, seed=seed), TensorLoader(x[:64], y[:64], bs=64))
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    learn = Learner(dls, model, loss_func or nn.CrossEntropyLoss(), opt_func=opt_func, lr=1e-2, cbs=cbs)
+    learn = Learner(dls, model, loss_func or nn.CrossEntropyLoss(), opt_func=opt_func, lr=1e-2, cbs=cbs, device='cpu')   # CPU tests, also on a GPU machine
     learn.remove_cb(ProgressCallback)
     learn.logger = noop
     return learn
@@ -166,7 +166,7 @@ def test_fp16_scaler_combined_with_the_compiled_step():
 def test_resume_from_a_state_is_exact_in_compiled_mode():
     "Stopped after epoch 1 and resumed in a new process-like learner: the same weights, bit for bit, as without the stop."
     from fastcb.learner import _clone
-    class Snapshot(Callback):
+    class KeepState(Callback):
         order = 99
         def after_epoch(self):
             if self.epoch == 0: self.state = _clone(self.learn.state_dict())
@@ -174,11 +174,11 @@ def test_resume_from_a_state_is_exact_in_compiled_mode():
         learn = mlp_learner(n=160, cbs=[GradientAccumulation(2), MixedPrecision('bf16')]).compile(step=True, backend='eager')
         learn.dls.train.shuffle = False          # the loader's order is the checkpoint module's business, not this test's
         return learn
-    whole, snap = new(), Snapshot()
+    whole, snap = new(), KeepState()
     whole.add_cb(snap)
     whole.fit(3)
     resumed = new()
-    resumed.add_cb(Snapshot())
+    resumed.add_cb(KeepState())
     resumed.create_opt()
     resumed.load_state_dict(snap.state)
     resumed.fit(3, start_epoch=1)
@@ -205,7 +205,7 @@ def test_channels_last_cnn_compiled_like_eager():
         model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                               nn.Flatten(), nn.Linear(8, 4))
         learn = Learner(DataLoaders(TensorLoader(x, y, bs=32, shuffle=True, seed=0), None), model, nn.CrossEntropyLoss(),
-                        lr=1e-2, cbs=[ChannelsLast(), MixedPrecision('bf16')])
+                        lr=1e-2, cbs=[ChannelsLast(), MixedPrecision('bf16')], device='cpu')
         learn.remove_cb(ProgressCallback); learn.logger = noop
         return learn
     eager, comp = cnn_learner(), cnn_learner().compile(step=True, backend='eager')
@@ -252,3 +252,10 @@ def test_accumulation_by_items_runs_eagerly_with_the_reason():
     eager.fit(1)
     assert learn.compiled_step.eager_reason is not None
     assert torch.equal(torch.tensor(learn.recorder.raw_losses), torch.tensor(eager.recorder.raw_losses))
+
+def test_each_learner_compiles_on_its_own():
+    "What torch.compile learns from one learner (here: a ragged last batch, so the batch size is compiled dynamic) stays with it."
+    for _ in range(2):   # the second learner sees the same shapes afresh: its own recompilation, with its warning
+        learn = mlp_learner(n=100).compile(step=True, backend='eager')
+        with pytest.warns(UserWarning, match="the batch's shapes changed"): learn.fit(1)
+        assert learn.compiled_step.recompiles == 1

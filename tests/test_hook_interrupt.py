@@ -3,7 +3,7 @@ import textwrap
 from sigint import run_and_interrupt
 
 SCRIPT = textwrap.dedent('''
-    import time, torch
+    import sys, time, torch
     from torch import nn
     from fastcb.all import *
     from fastcb.callback.hook import ActivationStats
@@ -11,17 +11,19 @@ SCRIPT = textwrap.dedent('''
     def no_hooks(model):
         return all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
 
-    class Slow(Callback):
-        "Announce the first training batches, then slow the loop so the signal lands mid-epoch."
+    class WaitForCtrlC(Callback):
+        "At the third training batch, say READY and wait for the signal: it lands mid-epoch, however fast the machine."
         def after_batch(self):
-            if self.training and self.iter == 1: print('READY', flush=True)
-            time.sleep(0.01)
+            if self.training and self.iter == 2:
+                print('READY', flush=True)
+                time.sleep(300)
+                sys.exit('no SIGINT came')
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 10))
     learn = Learner(digits_dls(bs=16), model, cbs=ActivationStats(with_hist=True))
     with learn.no_logging():
-        try: learn.fit(3, cbs=Slow())
+        try: learn.fit(3, cbs=WaitForCtrlC())
         except KeyboardInterrupt: print('INTERRUPTED', no_hooks(model), len(learn.activation_stats.stats) >= 2, flush=True)
         learn.fit(1)
     print('RESUMED', no_hooks(model), len(learn.activation_stats.stats) == len(learn.dls.train), flush=True)

@@ -1,5 +1,5 @@
 "A real Ctrl-C (SIGINT) in the middle of an epoch, in another process: teardown runs, the next fit works."
-import textwrap
+import re, textwrap
 from sigint import run_and_interrupt
 
 SCRIPT = textwrap.dedent('''
@@ -7,20 +7,22 @@ SCRIPT = textwrap.dedent('''
     from torch import nn
     from fastcb.all import *
 
-    class Slow(Callback):
-        "Announce the first training batch, then slow the loop so the signal lands mid-epoch."
+    class WaitForCtrlC(Callback):
+        "At the second training batch, say READY and wait for the signal: it lands mid-epoch, however fast the machine."
         def after_batch(self):
-            if self.training and self.iter == 1: print('READY', flush=True)
-            time.sleep(0.01)
+            if self.training and self.iter == 1:
+                print('READY', flush=True)
+                time.sleep(300)
+                sys.exit('no SIGINT came')
     class Cleanup(Callback):
         def cleanup_fit(self): print('CLEANUP', flush=True)
 
     learn = Learner(digits_dls(bs=16, flat=True), nn.Linear(64, 10), cbs=Cleanup())
     with learn.no_logging():
-        try: learn.fit(3, cbs=Slow())
+        try: learn.fit(3, cbs=WaitForCtrlC())
         except KeyboardInterrupt as e:
             print('INTERRUPTED', e.__notes__[-1], flush=True)
-        assert not learn.training and all(type(c).__name__ != 'Slow' for c in learn.cbs)
+        assert not learn.training and all(type(c).__name__ != 'WaitForCtrlC' for c in learn.cbs)
         assert all(p.grad is None for p in learn.model.parameters())
         learn.fit(1)
     print('RESUMED', len(learn.recorder.values), flush=True)
@@ -29,5 +31,5 @@ SCRIPT = textwrap.dedent('''
 def test_sigint_mid_epoch_leaves_learner_usable(tmp_path):
     lines = run_and_interrupt(tmp_path, SCRIPT)
     assert lines[0] == 'CLEANUP'
-    assert lines[1].startswith('INTERRUPTED fastcb: stopped in epoch 0, training batch'), lines
+    assert re.match(r'INTERRUPTED fastcb: stopped in epoch 0, training batch 1\b', lines[1]), lines   # where it waited
     assert lines[-1] == 'RESUMED 1'

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/13_callback.compile.ipynb #40545297
 from __future__ import annotations
-import inspect, operator, types, warnings
+import inspect, itertools, operator, types, warnings
 from typing import Callable
 import torch
 from torch import nn
@@ -25,9 +25,15 @@ _inside_events = ('after_pred', 'after_loss', 'before_backward', 'after_cancel_b
 _folded = {GradientClip.before_step, GradientAccumulation.after_loss, GradientAccumulation.before_step,
            MixedPrecision.after_loss}
 
+_fresh_ids = itertools.count()
+
 def _fresh(f):
-    "A copy of function `f` with its own code object, so torch.compile's cache (and its recompile limit) is its own."
-    return types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    "A copy of function `f` with its own code object and name, so torch.compile's caches and what it learns are its own."
+    # torch.compile keeps what it learned about a frame (which sizes change, and so are compiled dynamic) under the
+    # code's file, line and name, not the code object: a new name keeps one learner's shapes from another's compile.
+    name = f"{f.__name__}_{next(_fresh_ids)}"
+    code = f.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, f.__globals__, name, f.__defaults__, f.__closure__)
 
 def _shapes_of(t) -> tuple:
     return tuple(tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in t)
@@ -354,7 +360,7 @@ class CompiledStep(Callback):
                 out = self._fns[True](learn.model, learn.loss_func, learn.opt, self._params, static[:n_x], static[n_x:],
                                       self._scale)
         except Exception as e:
-            torch.cuda.set_stream(stream)   # a failed capture_end leaves the capture stream current
+            _undo_failed_capture(stream)
             learn.opt.zero_grad(set_to_none=True)   # the capture ran nothing: the batch runs without a graph
             self._graphs = False
             warnings.warn(f"learn.compile(step=True, mode={self.mode!r}): the compiled step could not be captured as a CUDA "
@@ -396,6 +402,14 @@ class CompiledStep(Callback):
         self._graph = self._static = self._out = self._grads = None
         self._warm = 0
         if self.learn is not None: self.learn.opt.zero_grad(set_to_none=True)   # they pointed into the graph's memory
+
+def _undo_failed_capture(stream):
+    "Put back what a CUDA-graph capture that failed part-way leaves behind in the process: the current stream, and the CUDA generators' capture state."
+    torch.cuda.set_stream(stream)   # a failed capture_end leaves the capture stream current
+    # capture_end raised before the generators' capture epilogue: they still count random offsets as inside a graph,
+    # and every later dropout (any learner's) fails with "Offset increment outside graph capture". A fresh copy of each
+    # state (same seed and offset, not capturing) replaces it.
+    for gen in torch.cuda.default_generators: gen.graphsafe_set_state(gen.clone_state())
 
 def _capturable(opt):
     "`capturable=True` (Adam-like optimizers): the step counters on the parameters' device, as tensor `lr`/`betas` with `foreach` and CUDA graphs need."

@@ -4,14 +4,14 @@
 
 # %% ../../nbs/00_callback.core.ipynb #e0fe03ae
 from __future__ import annotations
-import contextlib, difflib, heapq, re, signal, threading, warnings
+import contextlib, copy, difflib, heapq, importlib, re, signal, sys, threading, warnings
 import torch
 
 # %% auto #0
 __all__ = ['event', 'CancelBatchException', 'CancelTrainException', 'CancelValidException', 'CancelEpochException',
            'CancelFitException', 'CancelStepException', 'CancelBackwardException', 'CancelException', 'camel2snake',
            'class2attr', 'suggest_event', 'check_event_names', 'sort_callbacks', 'noop', 'patch_to', 'check_whole',
-           'check_state', 'hold_interrupts', 'handles', 'Callback']
+           'check_state', 'hold_interrupts', 'import_uninterrupted', 'handles', 'Callback']
 
 # %% ../../nbs/00_callback.core.ipynb #dc927e96
 _fit_events = ('after_create', 'before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred',
@@ -173,6 +173,10 @@ def check_whole(value, name:str, minimum:int=0) -> int:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
 
+def _clone(o):
+    "A deep copy of a state (tensors cloned), so that later training does not change it, nor a change to it the learner."
+    return copy.deepcopy(o)
+
 _plain = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
 
 def check_state(state, owner:str, _path:str=''):
@@ -208,6 +212,14 @@ def hold_interrupts():
         raise
     finally: signal.signal(signal.SIGINT, old)
     if held: raise KeyboardInterrupt
+
+# %% ../../nbs/00_callback.core.ipynb #17b322a8
+def import_uninterrupted(name:str, # the module's full name, e.g. 'torch._dynamo'
+                        ):
+    "Import module `name` with Ctrl-C held back until the import is done (see `hold_interrupts`), so that it is never left half-imported; return the module."
+    module = sys.modules.get(name)
+    if module is not None: return module
+    with hold_interrupts(): return importlib.import_module(name)
 
 # %% ../../nbs/00_callback.core.ipynb #d3ea68d8
 _dispatch_flags = frozenset({'run', 'run_train', 'run_valid', 'order', 'run_before', 'run_after', 'rank0_only'})
@@ -273,10 +285,10 @@ class Callback:
         return state
 
     def load_state_dict(self, state:dict):
-        "Restore state saved by `state_dict`; unknown keys are an error and change nothing."
+        "Restore state saved by `state_dict`, as copies that share nothing with `state`; unknown keys are an error and change nothing."
         unknown = set(state) - set(self.state_attrs)
         if unknown: raise KeyError(f"{type(self).__name__}.load_state_dict got unknown keys {sorted(unknown)}; "
                                    f"it saves {list(self.state_attrs)}")
-        for k, v in state.items(): object.__setattr__(self, k, v)
+        for k, v in _clone(state).items(): object.__setattr__(self, k, v)
 
     def __repr__(self): return type(self).__name__

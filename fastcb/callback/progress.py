@@ -196,7 +196,7 @@ class ScalarLogger(Callback):
     def log_epoch(self, values:dict, step:int):
         "Write the Recorder's row for an epoch, `values` keyed by column name, at training step `step`."
     def close_run(self):
-        "Close the destination (after every fit whose `open_run` succeeded)."
+        "Close what `open_run` opened: after every fit that called it, also when it failed part-way (close only what exists)."
 
     def before_fit(self):
         if getattr(self.learn, 'recorder', None) is None:
@@ -204,8 +204,8 @@ class ScalarLogger(Callback):
         resume, self._resuming = self._resuming, False
         if not resume: self._first_step = 0
         self._iter0 = self.learn.train_iter   # the step is counted from the learner's own counter: nothing to do per batch
+        self._open = True   # set first: if open_run fails after opening something, cleanup_fit still closes it
         self.open_run(resume)
-        self._open = True
 
     def after_batch(self):
         step = self._first_step + self.learn.train_iter - self._iter0
@@ -274,8 +274,8 @@ class CSVLogger(ScalarLogger):
         self.file.flush()
 
     def close_run(self):
-        "Close the log file."
-        self.file.close(); self.file = None
+        "Close the log file, if `open_run` got as far as opening it."
+        if self.file is not None: self.file.close(); self.file = None
 
     def state_dict(self) -> dict:
         "The log file, the bytes of it this run has written, and the step counter (plain Python, for checkpoints)."

@@ -4,11 +4,11 @@
 
 # %% ../../nbs/05_callback.schedule.ipynb #826bb89e
 from __future__ import annotations
-import bisect, collections, copy, functools, math, warnings
+import bisect, collections, contextlib, copy, functools, math, warnings
 import torch
-from .core import Callback, CancelFitException, CancelValidException, patch_to, check_whole
-from ..learner import Learner, expand_per_group, check_lr, n_batches, _clone
-from ..data import loader_state_dict, load_loader_state_dict
+from .core import Callback, CancelFitException, CancelValidException, patch_to, check_whole, hold_interrupts
+from ..learner import Learner, expand_per_group, check_lr, n_batches
+from ..checkpoint import rng_state, set_rng_state, _loader_position, _restore_loader
 from ..optimizer import hyper_key
 from ..recorder import Recorder, Metric
 
@@ -43,6 +43,8 @@ def _check_number(v, what):
                         f"device work: pass float(...) or .tolist()")
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{what} must be a number, a list of numbers (one per parameter group) or a slice; got {v!r}")
+    if not math.isfinite(v):   # a NaN or infinite hyper-parameter ruins the weights at the first step
+        raise ValueError(f"{what} is {v!r}; a schedule's values must be finite numbers")
 
 def _schedule_call(self, pos):
     "The value at `pos` in [0, 1]: a number, or one per parameter group (their functions built on first use)."
@@ -311,12 +313,23 @@ def _check_positive(fname, **kw):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ValueError(f"{fname}: {k}={v!r} must be a positive number")
 
+def _check_one_cycle(fname, pct_start, div, div_final, moms):
+    "Refuse bad one-cycle arguments before anything changes (`fine_tune` checks them before its first phase)."
+    _check_pct_start(pct_start, fname)
+    _check_positive(fname, div=div, div_final=div_final)
+    if moms is not None and (not isinstance(moms, (list, tuple)) or len(moms) != 3):
+        raise ValueError(f"{fname}: moms={moms!r} must be three numbers (start, middle, end), e.g. (0.95, 0.85, 0.95), "
+                         "or None to leave momentum alone")
+    if moms is not None:
+        for m in moms: _check_number(m, f"{fname}: each of moms={moms!r}")
+
 @patch_to(Learner)
 def _sched_lrs(self, lr, argname:str, fname:str, reset_opt:bool):
-    "The learning rate of each parameter group from `lr` (`None`: `learn.lr`), creating the optimizer if needed."
-    if reset_opt or self.opt is None: self.create_opt()
-    n = len(self.opt.param_groups)
+    "The learning rate of each parameter group from `lr` (`None`: `learn.lr`); the learner is not changed."
+    # The groups the fit's optimizer will have, counted without creating it (`fit` does, once the call is accepted).
+    n = len(self.opt.param_groups) if self.opt is not None and not reset_opt else len(self.param_groups())
     val = self.lr if lr is None else lr
+    check_lr(val, f"{fname}: {argname}")   # before spreading a slice over the groups
     if isinstance(val, (list, tuple)) and len(val) != n:
         raise ValueError(f"{fname}: {argname} has {len(val)} values but the optimizer has {n} parameter group"
                          f"{'s' if n != 1 else ''}: pass one value per group, a single number, or slice(lowest, highest) "
@@ -331,16 +344,14 @@ def _scale(lrs, k): return [l * k for l in lrs] if isinstance(lrs, list) else lr
 def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float=1e5, pct_start:float=0.25, wd=None,
                   moms=(0.95, 0.85, 0.95), cbs=None, reset_opt:bool=False, start_epoch:int=0, resume=None):
     "Train for `n_epoch` epochs with the 1cycle policy: learning rate up then down, momentum down then up."
-    _check_pct_start(pct_start, 'fit_one_cycle')
-    _check_positive('fit_one_cycle', div=div, div_final=div_final)
-    if moms is not None and (not isinstance(moms, (list, tuple)) or len(moms) != 3):
-        raise ValueError(f"fit_one_cycle: moms={moms!r} must be three numbers (start, middle, end), e.g. (0.95, 0.85, 0.95), "
-                         "or None to leave momentum alone")
+    _check_one_cycle('fit_one_cycle', pct_start, div, div_final, moms)
     self._check_fit_args(n_epoch, start_epoch)
     lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_one_cycle', reset_opt)
+    # lr_max / div, not div / lr_max: a learning rate of 0 gives a schedule of zeros, never a division by zero
     scheds = {'lr': combined_cos(pct_start, _scale(lrs, 1 / div), lrs, _scale(lrs, 1 / div_final))}
     if moms is not None: scheds['mom'] = combined_cos(pct_start, *moms)
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, start_epoch=start_epoch,
+             resume=resume)
 
 # %% ../../nbs/05_callback.schedule.ipynb #257c716f
 @patch_to(Learner)
@@ -352,7 +363,8 @@ def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:floa
     self._check_fit_args(n_epoch, start_epoch)
     lrs = self._sched_lrs(lr, 'lr', 'fit_flat_cos', reset_opt)
     scheds = {'lr': combined_cos(pct_start, lrs, lrs, _scale(lrs, 1 / div_final))}
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, start_epoch=start_epoch,
+             resume=resume)
 
 # %% ../../nbs/05_callback.schedule.ipynb #ee764fa1
 @patch_to(Learner)
@@ -365,7 +377,8 @@ def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, c
     self._check_fit_args(n_epoch, start_epoch)
     lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_sgdr', reset_opt)
     scheds = {'lr': combine_scheds([l / n_epoch for l in lens], [SchedCos(lrs, 0.) for _ in lens])}
-    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), start_epoch=start_epoch, resume=resume)
+    self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, start_epoch=start_epoch,
+             resume=resume)
 
 # %% ../../nbs/05_callback.schedule.ipynb #ea019a4d
 @patch_to(Learner)
@@ -375,8 +388,11 @@ def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult
     "Train the head (`freeze`) for `freeze_epochs`, then everything (`unfreeze`) for `epochs`, with one-cycle and discriminative learning rates."
     for k, v in (('epochs', epochs), ('freeze_epochs', freeze_epochs)): check_whole(v, f'fine_tune {k}')
     if epochs + freeze_epochs == 0: raise ValueError("fine_tune: epochs and freeze_epochs are both 0, so there is nothing to train")
-    _check_positive('fine_tune', base_lr=base_lr, lr_mult=lr_mult)
-    _check_pct_start(pct_start, 'fine_tune')
+    _check_number(base_lr, 'fine_tune base_lr (the learning rate of the head)')
+    check_lr(base_lr, 'fine_tune: base_lr')
+    _check_positive('fine_tune', lr_mult=lr_mult)
+    # Everything both phases use is checked now: a mistake must not surface after the frozen phase has trained.
+    _check_one_cycle('fine_tune', pct_start, div, div_final, moms)
     total = freeze_epochs + epochs
     if not check_whole(start_epoch, 'fine_tune start_epoch') < total:
         raise ValueError(f"fine_tune: start_epoch={start_epoch!r} must be in [0, freeze_epochs + epochs = {total})")
@@ -384,24 +400,49 @@ def fine_tune(self, epochs:int, base_lr:float=2e-3, freeze_epochs:int=1, lr_mult
         warnings.warn("fine_tune: the model has a single parameter group, so freeze() freezes nothing and the whole model "
                       "trains in both phases. Give the Learner a splitter (e.g. body and head) to fine-tune a pretrained body.")
     kw = dict(div_final=div_final, wd=wd, moms=moms, cbs=cbs)
-    if reset_opt: self.create_opt()
-    plan = self.resume_stages(resume, ['frozen', 'unfrozen'])   # which stage a checkpoint belongs to (fastcb.checkpoint)
-    if start_epoch < freeze_epochs and plan['frozen'] is not False:
-        self.freeze()
-        with self.in_stage('frozen'):
-            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, start_epoch=start_epoch, resume=plan['frozen'], **kw)
-    if epochs == 0: return
-    base_lr /= 2
-    self.unfreeze()
-    with self.in_stage('unfrozen'):
-        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div,
-                           start_epoch=max(start_epoch - freeze_epochs, 0), resume=plan['unfrozen'], **kw)
+    # which stage a checkpoint belongs to, checked against that stage's fit before anything is frozen (fastcb.checkpoint)
+    plan = self.resume_stages(resume, {'frozen': freeze_epochs, 'unfrozen': epochs}, cbs=cbs, reset_opt=reset_opt)
+    trainable = [(p, p.requires_grad) for p in self.model.parameters()]
+    # A slice is spread geometrically, which 0 cannot be: a base_lr of 0 gives every group 0, in both phases.
+    try:
+        if start_epoch < freeze_epochs and plan['frozen'] is not False:
+            self.freeze()
+            with self.in_stage('frozen'):
+                self.fit_one_cycle(freeze_epochs, slice(base_lr) if base_lr else 0., pct_start=0.99, start_epoch=start_epoch,
+                                   resume=plan['frozen'], reset_opt=reset_opt, **kw)
+            reset_opt = False   # one new optimizer, for the two phases
+        if epochs == 0: return
+        base_lr /= 2
+        self.unfreeze()
+        lrs = slice(base_lr / lr_mult, base_lr) if base_lr else 0.
+        with self.in_stage('unfrozen'):
+            self.fit_one_cycle(epochs, lrs, pct_start=pct_start, div=div, start_epoch=max(start_epoch - freeze_epochs, 0),
+                               resume=plan['unfrozen'], reset_opt=reset_opt, **kw)
+    except BaseException:
+        for p, t in trainable: p.requires_grad_(t)   # a failed fine_tune does not leave the body frozen
+        raise
 
 # %% ../../nbs/05_callback.schedule.ipynb #8728ca4f
 class LRFinder(ParamScheduler):
     "Grow the learning rate exponentially from `start_lr` to `end_lr` over `num_it` batches, recording the smoothed loss; stop if it diverges."
-    def __init__(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True, beta:float=0.98, restore:bool=True):
+    def __init__(self, start_lr=1e-7, # the first learning rate (positive): a number, one per parameter group, or a slice
+                 end_lr=10, # the learning rate of the last batch (positive)
+                 num_it:int=100, # the number of batches of the sweep (at least 6)
+                 stop_div:bool=True, # stop when the smoothed loss exceeds 4 times the lowest seen (or is not finite)
+                 beta:float=0.98, # the smoothing of the loss, in [0, 1)
+                 restore:bool=True, # put the model and optimizer back at the end of the fit, however it ends
+                ):
         check_whole(num_it, 'LRFinder num_it (batches; 100 is usual)', 6)
+        for k, v in (('start_lr', start_lr), ('end_lr', end_lr)):
+            bounds = [v.start, v.stop] if isinstance(v, slice) else list(v) if isinstance(v, (list, tuple)) else [v]
+            for b in bounds:
+                if b is None and isinstance(v, slice): continue
+                _check_number(b, f"LRFinder {k}")
+                if not b > 0:   # the sweep is linear in log(lr): log(0) does not exist
+                    raise ValueError(f"LRFinder: {k}={v!r}: the finder grows the learning rate on a log scale, so "
+                                     f"start_lr and end_lr must be positive, e.g. start_lr=1e-7, end_lr=10")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
+            raise ValueError(f"LRFinder: beta={beta!r} must be in [0, 1) (the smoothing of the loss; 0.98 is usual)")
         sched = SchedExp(start_lr, end_lr)
         lo, hi = (v if _is_per_group(v) else [v] for v in (start_lr, end_lr))
         if not isinstance(lo, slice) and not isinstance(hi, slice) and any(a >= b for a in lo for b in hi):
@@ -520,6 +561,62 @@ class SuggestionMethod:
     "The suggestion functions as attributes, for tab completion: `suggest_funcs=(SuggestionMethod.Valley, SuggestionMethod.Steep)`."
     Valley, Slide, Minimum, Steep = staticmethod(valley), staticmethod(slide), staticmethod(minimum), staticmethod(steep)
 
+# %% ../../nbs/05_callback.schedule.ipynb #9b3f62d4
+def _attrs_of(o) -> dict:
+    "The attributes of `o`, each with a copy of its contents if it is a list, dict or set (which may change in place)."
+    return {k: (v, copy.copy(v) if isinstance(v, (list, dict, set)) else None) for k, v in vars(o).items()}
+
+def _put_attrs(o, saved:dict):
+    "Give `o` back the attributes `_attrs_of` saw: the same objects, the lists, dicts and sets with the same contents."
+    for v, contents in saved.values():
+        if contents is None: continue
+        if isinstance(v, list): v[:] = contents
+        else: v.clear(); v.update(contents)
+    d = vars(o)
+    d.clear(); d.update({k: v for k, (v, _) in saved.items()})
+
+def _snapshot(learn) -> dict:
+    "Everything `lr_find` puts back (see above)."
+    cbs, mets = list(learn.cbs), list(learn.metrics)
+    parts = [m for cb in cbs for m in vars(cb).values() if isinstance(m, Metric) and not any(m is o for o in mets)]
+    return {'learn': _attrs_of(learn), 'cbs': [(cb, _attrs_of(cb)) for cb in cbs], 'parts': [(m, _attrs_of(m)) for m in parts],
+            'metrics': [(m, copy.deepcopy(vars(m), {id(learn): learn})) for m in mets],   # a metric's state, not the learner
+            'state': learn.snapshot(),
+            'modes': [(m, m.training) for m in learn.model.modules()],
+            'params': [(p, p.requires_grad, None if p.grad is None else p.grad.detach().clone()) for p in learn.model.parameters()],
+            'loaders': [(dl, _loader_position(dl)) for dl in learn.dls.loaders if dl is not None],
+            'rng': rng_state()}
+
+def _restore(learn, snap:dict):
+    "Put back what `_snapshot` took; every step is tried, and the first failure raised at the end."
+    def attrs():
+        now = list(learn.cbs) + list(learn._joining)
+        _put_attrs(learn, snap['learn'])
+        for cb in now:   # callbacks that joined during the sweep leave with it
+            if not any(cb is c for c, _ in snap['cbs']) and cb.learn is learn: cb.learn = None
+        for o, a in snap['cbs'] + snap['parts']: _put_attrs(o, a)
+        for m, d in snap['metrics']: vars(m).clear(); vars(m).update(d)
+    def model():
+        for m, t in snap['modes']: m.training = t
+        for p, rg, g in snap['params']:
+            p.requires_grad_(rg)
+            p.grad = None if g is None else g.to(p.device)
+    steps = [attrs, model, learn._dispatch_changed, lambda: learn.load_state_dict(snap['state']),
+             lambda: [_restore_loader(dl, pos) for dl, pos in snap['loaders']], lambda: set_rng_state(snap['rng'])]
+    errors = []
+    for step in steps:
+        try: step()
+        except BaseException as e: errors.append(e)
+    if errors: raise errors[0]
+
+@contextlib.contextmanager
+def _all_put_back(learn):
+    "Context manager: the learner, its callbacks, loaders and the random states are put back as they were, however the block ends."
+    snap = _snapshot(learn)
+    try: yield
+    finally:
+        with hold_interrupts(): _restore(learn, snap)   # a Ctrl-C waits until everything is back
+
 # %% ../../nbs/05_callback.schedule.ipynb #562cd3be
 SuggestedLRs = collections.namedtuple('SuggestedLRs', ['valley'])
 SuggestedLRs.__doc__ = "The learning rates `lr_find` suggests, one field per suggestion function (this one: the default, `valley`)."
@@ -551,10 +648,16 @@ def _func_name(f) -> str:
     return getattr(f, '__name__', type(f).__name__)
 
 @patch_to(Learner)
-def lr_find(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True, show_plot:bool=True,
-            suggest_funcs=(valley,)):
+def lr_find(self, start_lr=1e-7, # the first learning rate of the sweep (positive); a list or slice gives one per group
+            end_lr=10, # the learning rate of its last batch
+            num_it:int=100, # the number of batches (at least 6); more than an epoch has trains several epochs
+            stop_div:bool=True, # stop when the smoothed loss diverges (4 times the lowest seen)
+            show_plot:bool=True, # plot the loss against the learning rate, with the suggestions
+            suggest_funcs=(valley,), # functions `f(lrs, losses, num_it) -> (lr, (x, y))`; `None`: no suggestion
+           ):
     "Sweep the learning rate exponentially, then restore everything; return the suggested learning rates (a `SuggestedLRs` namedtuple)."
-    if self.is_fitting: raise RuntimeError("lr_find cannot run inside fit: call it before or after training")
+    if self._loop_depth:
+        raise RuntimeError("lr_find cannot run inside fit, validate or get_preds (from a callback?): call it before or after them")
     train = self.dls.train
     n = None if train is None else n_batches(train)
     if train is None or n == 0:
@@ -563,21 +666,14 @@ def lr_find(self, start_lr=1e-7, end_lr=10, num_it:int=100, stop_div:bool=True, 
     if n is None:
         raise TypeError(f"lr_find needs the number of training batches, and the training loader ({type(train).__name__}) "
                         "has no len(): use a loader with a length (a DataLoader over a map-style dataset)")
-    cb = LRFinder(start_lr, end_lr, num_it, stop_div)
+    cb = LRFinder(start_lr, end_lr, num_it, stop_div, restore=False)   # lr_find puts back more than LRFinder would
     n_epoch = -(-num_it // n)
     if n_epoch > 1:
         warnings.warn(f"lr_find: num_it={num_it} is more batches than one epoch has ({n}), so it trains {n_epoch} "
                       f"epochs, seeing the training data {n_epoch} times. Pass num_it={n} or fewer to stay within "
                       "one epoch.", stacklevel=2)
-    saved = _clone(self.state_dict())   # the whole training state, put back however the sweep ends
-    orders = [(dl, loader_state_dict(dl)) for dl in self.dls.loaders if dl is not None]   # so the next fit sees the same batches
     writers = [c for c in self.cbs if not c.run_in_lr_find]   # loggers and savers would overwrite the last run's files
-    try:
-        with self.no_logging(), self.removed_cbs(writers): self.fit(n_epoch, cbs=cb)
-    finally:
-        self.load_state_dict(saved)
-        for dl, st in orders:
-            if st is not None: load_loader_state_dict(dl, st)
+    with _all_put_back(self), self.no_logging(), self.removed_cbs(writers): self.fit(n_epoch, cbs=cb)
     funcs = () if suggest_funcs is None else tuple(suggest_funcs) if isinstance(suggest_funcs, (list, tuple)) else (suggest_funcs,)
     res = LRFindResult(cb.lrs, cb.losses)
     self.lr_find_result = res

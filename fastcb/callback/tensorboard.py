@@ -8,7 +8,8 @@ import datetime, socket, tempfile, warnings
 from pathlib import Path
 import torch
 from .progress import ScalarLogger
-from ..learner import to_device
+from ..learner import to_device, _note
+from ..data import loader_state_dict, load_loader_state_dict
 
 # %% auto #0
 __all__ = ['TensorBoardCallback']
@@ -30,6 +31,14 @@ def _new_run_dir(root:Path) -> Path:
     d, i = base, 1
     while d.exists(): d, i = base.with_name(f'{base.name}_{i}'), i + 1
     return d
+
+def _peek_batch(dl):
+    "The first batch of `dl`, leaving the loader's position and torch's random generator as they were (a torch `DataLoader` draws a seed from it at each iteration)."
+    sd = loader_state_dict(dl)
+    with torch.random.fork_rng(devices=[]):
+        try: return next(iter(dl))
+        finally:
+            if sd is not None: load_loader_state_dict(dl, sd)
 
 class TensorBoardCallback(ScalarLogger):
     "Write the training loss and hyper-parameters, the validation loss and metrics, optionally weight histograms and the model graph, for TensorBoard."
@@ -69,10 +78,10 @@ class TensorBoardCallback(ScalarLogger):
         if self.trace_model: self._add_graph()
 
     def _add_graph(self):
-        "Trace the model on one validation batch (eval mode, no gradients: running statistics are left alone)."
+        "Trace the model on one validation batch (eval mode, no gradients, the loaders and random generator untouched: training is left alone)."
         learn = self.learn
         dl = learn.dls.valid if learn.dls.valid is not None else learn.dls.train
-        b = next(iter(dl))
+        b = _peek_batch(dl)
         xb = to_device(tuple(b[:getattr(learn.dls, 'n_inp', 1)]), learn.device)
         model, was_training = learn.model, learn.model.training
         model.eval()
@@ -81,6 +90,11 @@ class TensorBoardCallback(ScalarLogger):
                 # torch's add_graph traces with torch.jit.trace, which warns that it is deprecated: not the user's call
                 warnings.filterwarnings('ignore', message=r'`torch\.jit\.trace', category=FutureWarning)
                 self.writer.add_graph(model, xb[0] if len(xb) == 1 else xb)
+        except Exception as e:
+            _note(e, "fastcb: TensorBoardCallback(trace_model=True) could not trace the model on a batch (torch.jit.trace "
+                     "needs tensors or tuples of them as outputs, and no data-dependent control flow): pass "
+                     "trace_model=False to log without the graph")
+            raise
         finally: model.train(was_training)
 
     def log_step(self, values:dict, step:int):
@@ -96,8 +110,8 @@ class TensorBoardCallback(ScalarLogger):
         self.writer.flush()   # visible in TensorBoard after every epoch, not only when the writer's timer fires
 
     def close_run(self):
-        "Close the writer (its files are complete from here)."
-        self.writer.close(); self.writer = None
+        "Close the writer, if `open_run` got as far as making it (its files are complete from here)."
+        if self.writer is not None: self.writer.close(); self.writer = None
 
     def load_state_dict(self, state:dict):
         "Continue the run saved by `state_dict` at the next fit: same folder, steps counted on, later events purged."
