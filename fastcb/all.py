@@ -7,6 +7,9 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #8494dbd2
 from .callback.core import *
+from .strategy import *
+from .step import *
+from .state import *
 from .optimizer import *
 from .learner import *
 from .recorder import *
@@ -26,6 +29,9 @@ from .callback.tensorboard import *
 from .callback.mixup import *
 from .interpret import *
 import fastcb.callback.core as _core
+import fastcb.strategy as _strategy
+import fastcb.step as _step
+import fastcb.state as _state
 import fastcb.optimizer as _optimizer
 import fastcb.learner as _learner
 import fastcb.recorder as _recorder
@@ -46,4 +52,4 @@ import fastcb.callback.mixup as _mixup
 import fastcb.interpret as _interpret
 
 # %% ../nbs/99_all.ipynb #b6203939
-__all__ = [n for _m in (_core, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _distributed, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]
+__all__ = [n for _m in (_core, _strategy, _step, _state, _optimizer, _learner, _recorder, _metrics, _losses, _progress, _schedule, _tracker, _training, _hook, _data, _vision_learner, _checkpoint, _distributed, _compile, _tensorboard, _mixup, _interpret) for n in _m.__all__]

@@ -4,198 +4,23 @@
 
 # %% ../nbs/11_checkpoint.ipynb #dc1da872
 from __future__ import annotations
-import contextlib, inspect, os, random, re, sys, tempfile, warnings, zipfile
+import contextlib, inspect, os, re, warnings
 from pathlib import Path
 import torch
-from .callback.core import Callback, patch_to, check_whole, handles
-from .learner import Learner, model_mismatches, _opt_mismatches, _clone, _note, n_batches
-from .data import loader_state_dict, load_loader_state_dict, skip_batches, resumable
+from .callback.core import Callback, patch_to, check_whole, check_writable_folder
+from .learner import Learner, _recorder
+from .state import (atomic_save, read_state_file, rng_state, set_rng_state, checkpoint_version, checkpoints,
+                          ResumeFrom, Resuming, read_newest_checkpoint, _loader_position, _restore_loader, _seq_of,
+                          _resume_spec, _read_spec, _check_checkpoint_arg, _check_strict, _mismatch_error, _no_checkpoint)
+from .data import skip_batches
+
+_all_ = ['atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version', 'checkpoints', 'ResumeFrom']   # from fastcb.state, where the learner reads them too
 
 # %% auto #0
-__all__ = ['checkpoint_version', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'CheckpointCallback',
+__all__ = ['CheckpointCallback', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version',
            'checkpoints', 'ResumeFrom']
 
-# %% ../nbs/11_checkpoint.ipynb #ee83a863
-def atomic_save(obj, path:str|Path) -> Path:
-    "`torch.save(obj)` to `path` atomically: a temporary file in the same folder, flushed and fsynced, then renamed over `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, 'rb+') as f: os.fsync(f.fileno())   # on disk before the rename makes it the checkpoint
-        os.replace(tmp, path)
-    except BaseException:
-        try: tmp.unlink()
-        except FileNotFoundError: pass
-        raise
-    try:   # make the rename itself durable (POSIX); not every platform can open a folder
-        fd = os.open(path.parent, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
-    except OSError: pass
-    return path
-
-_warned_unsafe = False
-
-def _warn_unsafe(p):
-    global _warned_unsafe
-    if _warned_unsafe: return
-    _warned_unsafe = True
-    warnings.warn(f"Loading {p} with weights_only=False: like torch.load, this unpickles arbitrary objects and can run code "
-                  "from the file. Files written by fastcb never need it; load only files you trust.", stacklevel=3)
-
-def read_state_file(p:str|Path, # the file
-                    device=None, # where tensors go (`map_location`)
-                    weights_only:bool=True, # False: unpickle anything (can run code from the file), as torch.load does
-                   ):
-    "Read a file written by `torch.save` after checking its integrity (every zip entry's CRC); clear errors for missing, empty, truncated, corrupt or unsafe files."
-    p = Path(p)
-    if not p.exists(): raise FileNotFoundError(f"No checkpoint at {p}")
-    if p.stat().st_size == 0: raise ValueError(f"The checkpoint {p} is empty (0 bytes): an interrupted copy? Nothing was loaded.")
-    try:
-        with zipfile.ZipFile(p) as z: bad = z.testzip()
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"Could not read the checkpoint {p}: it is corrupt or truncated (not a complete torch.save zip "
-                         f"archive: {e}). Nothing was loaded.") from None
-    if bad is not None:
-        raise ValueError(f"The checkpoint {p} is corrupt: the data of {bad!r} fails its CRC check (flipped bytes on disk or "
-                         "in a copy). Nothing was loaded.")
-    if weights_only is False: _warn_unsafe(p)
-    try: return torch.load(p, map_location=device, weights_only=weights_only is not False)
-    except Exception as e:
-        raise ValueError(f"Could not read the checkpoint {p}: it is corrupt, truncated, or holds objects that are not "
-                         f"safe to load ({type(e).__name__}: {str(e)[:200]}). Nothing was loaded.") from e
-
-# %% ../nbs/11_checkpoint.ipynb #7fbe6c89
-@patch_to(Learner)
-def _ckpt_path(self, file) -> Path:
-    p = Path(file)
-    if not p.is_absolute() and p.parent == Path('.'): p = Path(self.path) / self.model_dir / p
-    return p if p.suffix else p.with_suffix('.pth')
-
-@patch_to(Learner)
-def save(self, file:str|Path, # a name (saved in `path/model_dir`, `.pth` added) or a path
-         with_opt:bool=True, # also save the optimizer's state
-        ) -> Path:
-    "Save the model (and the optimizer, if `with_opt`) to `path/model_dir/file.pth`, atomically; return the path. Across processes every rank calls it: rank 0 writes, the others wait for the file."
-    path = self._ckpt_path(file)
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return self._save_here(path, with_opt)
-    error = None
-    if dist.get_rank() == 0:
-        try: self._save_here(path, with_opt)
-        except Exception as e: error = f"{type(e).__name__}: {e}"
-    news = [error]
-    dist.broadcast_object_list(news, src=0)   # the barrier: no rank reads the file before it is written
-    if news[0] is not None: raise RuntimeError(f"Rank 0 could not save {path}: {news[0]}")
-    return path
-
-@patch_to(Learner)
-def _save_here(self, path:Path, with_opt:bool) -> Path:
-    "Write the model's (and optimizer's) state to `path` from this process."
-    state = {'model': self.model.state_dict()}
-    if with_opt and self.opt is not None: state['opt'], state['opt_type'] = self.opt.state_dict(), type(self.opt).__name__
-    return atomic_save(state, path)
-
-# %% ../nbs/11_checkpoint.ipynb #25dae809
-def _value_problems(sd:dict) -> list[str]:
-    "Entries of a model state dict that are not tensors."
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    return [f"model: {k!r} holds a {type(sd[k]).__name__}, not a tensor" for k in bad[:5]]
-
-@patch_to(Learner)
-def load(self, file:str|Path, # a name in `path/model_dir` or a path
-         with_opt:bool=True, # also load the optimizer's state, if the file has one
-         strict:bool=True, # refuse missing or unexpected model keys (shapes must always match)
-         device=None, # where to load the tensors; `None`: the learner's device
-         weights_only:bool|None=None, # `False` unpickles anything, as `torch.load` does (fastai 2.8 passes it); fastcb's files never need it
-        ):
-    "Load a file written by `save` (or a checkpoint, or a plain model state dict): everything is checked first, and on any failure nothing changes."
-    p = self._ckpt_path(file)
-    if not p.exists(): raise FileNotFoundError(f"No checkpoint at {p}; learn.save(name) writes one there")
-    state = read_state_file(p, device if device is not None else self.device, weights_only)
-    if isinstance(state, dict) and 'learner' in state and 'position' in state: state = state['learner']   # a checkpoint file
-    sd = state.get('model', state) if isinstance(state, dict) else None
-    if not isinstance(sd, dict): raise ValueError(f"{p} does not hold a model state dict. Nothing was loaded.")
-    problems = [m for m in model_mismatches(self.model, sd) if strict or m.startswith('shape')] + _value_problems(sd)
-    opt_state = state.get('opt') if with_opt and sd is not state else None
-    if opt_state is not None: problems += _opt_mismatches(self, opt_state, state.get('opt_type'))
-    if problems:
-        raise ValueError(f"The checkpoint {p} does not match this learner, so nothing was loaded:\n- " + '\n- '.join(problems)
-                         + ("\nLoad with with_opt=False to load the model only." if any(m.startswith('optimizer') for m in problems) else ''))
-    if with_opt and opt_state is None and sd is not state:
-        warnings.warn(f"{p} has no optimizer state; only the model was loaded")
-    model_before = _clone(self.model.state_dict())
-    opt_before = None if self.opt is None else _clone(self.opt.state_dict())
-    had_opt = self.opt is not None
-    try:
-        self.model.load_state_dict(sd, strict=strict)
-        if opt_state is not None:
-            if self.opt is None: self.create_opt()
-            self.opt.load_state_dict(opt_state)
-    except BaseException as e:   # Ctrl-C included: put everything back
-        self.model.load_state_dict(model_before)
-        if opt_before is not None: self.opt.load_state_dict(opt_before)
-        elif not had_opt: self.opt = None
-        _note(e, f"fastcb: load({str(file)!r}) failed; the model and optimizer were put back as they were")
-        raise
-    return self
-
-# %% ../nbs/11_checkpoint.ipynb #3fce87e0
-def rng_state() -> dict:
-    "This process's random states: Python's `random`, torch's CPU generator, each CUDA device's (if CUDA is in use), NumPy's global one (if NumPy is imported)."
-    st = {'python': random.getstate(), 'torch': torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized(): st['cuda'] = torch.cuda.get_rng_state_all()
-    np = sys.modules.get('numpy')
-    if np is not None:
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        st['numpy'] = [name, torch.from_numpy(keys.astype('int64')), int(pos), int(has_gauss), float(cached)]
-    return st
-
-def set_rng_state(st:dict):
-    "Restore what `rng_state` returned (CUDA devices only if this process has as many)."
-    random.setstate(_as_tuples(st['python']))
-    torch.set_rng_state(st['torch'])
-    if 'cuda' in st and torch.cuda.is_available():
-        if len(st['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(st['cuda'])
-        else: warnings.warn(f"The checkpoint has the random state of {len(st['cuda'])} CUDA devices, this process sees "
-                            f"{torch.cuda.device_count()}: the CUDA random streams (dropout on the GPU) are not restored")
-    if 'numpy' in st:
-        import numpy as np
-        name, keys, pos, has_gauss, cached = st['numpy']
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-
-def _as_tuples(o):
-    "Lists back to tuples (Python's random state is nested tuples; a round trip may give lists)."
-    return tuple(_as_tuples(v) for v in o) if isinstance(o, (list, tuple)) else o
-
 # %% ../nbs/11_checkpoint.ipynb #c35fa847
-checkpoint_version = 1
-
-def _generator_state(dl):
-    g = getattr(dl, 'generator', None)
-    return g.get_state() if isinstance(g, torch.Generator) else None
-
-def _loader_position(dl) -> dict|None:
-    "What a checkpoint keeps of a loader: its order's state and its torch generator's (the workers' seeds)."
-    if dl is None: return None
-    return {'order': loader_state_dict(dl), 'generator': _generator_state(dl), 'n_batches': n_batches(dl),
-            'n_items': _n_items(dl), 'resumable': resumable(dl)}
-
-def _n_items(dl) -> int|None:
-    ds = getattr(dl, 'dataset', None)
-    try: return len(ds) if ds is not None else None
-    except TypeError: return None
-
-def _restore_loader(dl, pos:dict|None):
-    if dl is None or pos is None: return
-    if pos['order'] is not None: load_loader_state_dict(dl, pos['order'])
-    g = getattr(dl, 'generator', None)
-    if pos['generator'] is not None and isinstance(g, torch.Generator): g.set_state(pos['generator'])
-
-_transient = set()   # names of callbacks that exist only to resume (left out of checkpoints)
-
 @patch_to(Learner)
 def checkpoint_state(self,
                      epoch:int, # the epoch training continues in
@@ -204,7 +29,6 @@ def checkpoint_state(self,
                     ) -> dict:
     "Everything a checkpoint holds: `state_dict()`, random states, loaders' positions, where training continues; tensors and plain Python only."
     state = self.state_dict()
-    for n in _transient: state['callbacks'].pop(n, None)
     grads = {n: p.grad.detach() for n, p in self.model.named_parameters() if p.grad is not None}
     dls = self.dls
     return {'fastcb_checkpoint': checkpoint_version, 'learner': state,
@@ -212,216 +36,9 @@ def checkpoint_state(self,
             'loaders': {'train': train_position if train_position is not None else _loader_position(dls.train),
                         'valid': _loader_position(dls.valid)},
             'position': {'epoch': epoch, 'batch': batch},
-            'fit': {'n_epoch': self.n_epoch, 'world_size': self.world_size, 'stage': getattr(self, 'fit_stage', None)},
+            'fit': {'n_epoch': self.n_epoch, 'world_size': self.world_size, 'stage': self.fit_stage,
+                    'metrics': [m.name for m in self.metrics]},
             'grads': grads}
-
-# %% ../nbs/11_checkpoint.ipynb #3e9893ac
-def _is_checkpoint(ck) -> bool: return isinstance(ck, dict) and 'fastcb_checkpoint' in ck
-
-_newest = ('last', 'auto')   # words naming the newest checkpoint of the checkpoint folder, not files
-_names_checkpoint = ("'auto' (the newest checkpoint in the checkpoint folder, or none if it has none)",
-                     "'last' (the newest checkpoint; an error if there is none)",
-                     "a checkpoint file's path or its name in path/model_dir")
-
-def _takes(items) -> str: return ', '.join(items[:-1]) + ', or ' + items[-1]
-
-def _check_checkpoint_arg(path, arg:str, takes:str=_takes(_names_checkpoint)):
-    "`path` if it can name a checkpoint ('auto', 'last', a path or a name); else an error saying what `arg` takes."
-    if isinstance(path, (str, os.PathLike)) and str(path).strip(): return path
-    hint = ("; True does not say which checkpoint: pass 'auto' or 'last'" if path is True else
-            "; False is not a checkpoint: start afresh with resume=None" if path is False else '')
-    raise (ValueError if isinstance(path, str) else TypeError)(f"{arg}={path!r}: {arg} takes {takes}{hint}.")
-
-def _check_strict(strict, where:str) -> bool:
-    if not isinstance(strict, bool):
-        raise TypeError(f"{where}: strict={strict!r}; strict takes True (refuse a checkpoint that differs from this learner "
-                        "and fit) or False (accept the differences the error lists, at the price of exactness)")
-    return strict
-
-def _read_checkpoint_file(p:Path) -> dict:
-    "The checkpoint in file `p`, after checking its integrity, that it is a fastcb checkpoint, and its format version."
-    ck = read_state_file(p, 'cpu')
-    if not _is_checkpoint(ck):
-        raise ValueError(f"{p} is not a fastcb checkpoint (CheckpointCallback writes them; learn.save files hold only the "
-                         "model and optimizer: load those with learn.load). Nothing was loaded.")
-    if ck['fastcb_checkpoint'] != checkpoint_version:
-        raise ValueError(f"{p} is a checkpoint of format version {ck['fastcb_checkpoint']!r}; this fastcb reads version "
-                         f"{checkpoint_version}. Nothing was loaded.")
-    return ck
-
-def _newest_intact(found:list[Path]) -> Path|None:
-    "The newest of the checkpoints `found` (oldest first) that reads as one, or `None`."
-    for q in reversed(found):
-        try: _read_checkpoint_file(q)
-        except ValueError: continue   # damaged too
-        return q
-    return None
-
-def _way_on(damaged:Path, older:list[Path], word:str) -> str:
-    "What to do when `damaged`, the newest checkpoint, cannot be read: go on from the newest intact one of `older`, or start afresh."
-    q, folder = _newest_intact(older), damaged.parent
-    if q is not None:
-        return (f"\nThe newest intact checkpoint in {folder} is {q.name}: to go on from there, pass resume={str(q)!r} "
-                f"(or move {damaged.name} away, and resume={word!r} takes it).")
-    none = (f"no other checkpoint in {folder} can be read either ({len(older)} checked)" if older else
-            f"there is no other checkpoint in {folder}")
-    return f"\nAnd {none}, so there is nothing to resume from: start afresh with resume=None."
-
-@patch_to(Learner)
-def read_checkpoint(self, path:str|Path, # a checkpoint file, a name in `path/model_dir`, or 'last'/'auto' (the newest in the checkpoint folder)
-                   ) -> tuple[dict, Path]|None:
-    "Find ('last', 'auto') and read a checkpoint, checking its integrity and format version; return it and its path (`None`: 'auto' found none)."
-    path = _check_checkpoint_arg(path, 'read_checkpoint path')
-    if not (isinstance(path, str) and path in _newest):
-        p = self._ckpt_path(path)
-        return _read_checkpoint_file(p), p
-    folder, fname = self._checkpoint_place()
-    found = checkpoints(folder, fname)
-    if not found:
-        if path == 'auto': return None
-        raise _no_checkpoint(folder, fname)
-    try: return _read_checkpoint_file(found[-1]), found[-1]
-    except ValueError as e: raise ValueError(f"{e}{_way_on(found[-1], found[:-1], path)}") from e
-
-# %% ../nbs/11_checkpoint.ipynb #dcb38a74
-def _loader_problems(name:str, dl, pos:dict|None) -> list[str]:
-    if pos is None or dl is None:
-        return [] if (pos is None) == (dl is None) else [f"data: the checkpoint has {'no' if pos is None else 'a'} {name} loader, this learner has {'one' if dl is not None else 'none'}"]
-    probs = []
-    nb, ni = n_batches(dl), _n_items(dl)
-    if pos['n_items'] is not None and ni is not None and pos['n_items'] != ni:
-        probs.append(f"data: the {name} dataset had {pos['n_items']} items, this one has {ni}")
-    elif pos['n_batches'] != nb: probs.append(f"data: the {name} loader had {pos['n_batches']} batches per epoch, this one has {nb}")
-    o = pos['order']
-    if not probs and o is not None and loader_state_dict(dl) is None:
-        probs.append(f"data: the {name} loader's order was saved, but this {name} loader keeps no order state ({type(dl).__name__})")
-    return probs
-
-@patch_to(Learner)
-def checkpoint_problems(self, ck:dict, # a checkpoint (from `read_checkpoint`)
-                        n_epoch:int|None=None, # the number of epochs of the fit that resumes it; `None`: not resuming
-                       ) -> tuple[list[str], list[str]]:
-    "What in `ck` does not fit this learner (or this fit): `(hard, relaxable)`; `strict=False` accepts the relaxable ones."
-    state = ck['learner']
-    hard, soft = self._state_problems(state, strict=False)
-    soft = list(soft)
-    for name, key, dl in (('training', 'train', self.dls.train), ('validation', 'valid', self.dls.valid)):
-        soft += _loader_problems(name, dl, ck['loaders'][key])
-    saved_n = ck['fit']['n_epoch']
-    if n_epoch is not None and saved_n != n_epoch:
-        soft.append(f"n_epoch: the checkpoint was written by a fit of n_epoch={saved_n}, this fit has n_epoch={n_epoch}")
-    if n_epoch is not None and ck['fit'].get('stage') != self.fit_stage:
-        hard.append(f"stage: the checkpoint was written by {ck['fit']['stage'] or 'a plain fit'}, this fit is "
-                    f"{self.fit_stage or 'a plain fit'}: resume it with the method that wrote it (fine_tune(..., resume=...) for its stages)")
-    if ck['fit']['world_size'] != self.world_size:
-        soft.append(f"world size: the checkpoint was written by {ck['fit']['world_size']} process(es), this run has {self.world_size}")
-    return hard, soft
-
-# %% ../nbs/11_checkpoint.ipynb #e76e562b
-_relaxed = {
-    'model': "missing model keys keep this model's values and unexpected ones are ignored, so those weights are not the saved ones",
-    'callbacks': "callbacks in both are restored; those only in the checkpoint are ignored and those only here start fresh, "
-                 "so their decisions (a tracker's best value and patience, a schedule, an accumulation count) differ from "
-                 "the uninterrupted run",
-    'data': "the loaders' positions are not restored: training continues at the saved epoch from its first batch, in this "
-            "data's own order, so the batches differ from the original run's",
-    'n_epoch': "training continues from the saved step with this n_epoch: pct_train, and every schedule that depends on it "
-               "(fit_one_cycle's learning rate and momentum), differ from the original run from there on; the weights, "
-               "optimizer and history are the saved ones",
-    'world': "every rank continues with the saved random state of rank 0, and the data shards differ, so batches differ"}
-
-def _mismatch_error(p, hard:list, soft:list, what:str) -> ValueError:
-    msg = f"The checkpoint {p} does not match {what}, so nothing was loaded:\n- " + '\n- '.join(hard + soft)
-    if hard: msg += "\nThese cannot be forced (strict=False accepts only differences in callbacks, model keys, data, n_epoch and world size)."
-    elif soft:
-        keys = []
-        for s in soft:
-            k = s.split(' ')[0].rstrip(':')
-            k = 'callbacks' if k == 'callbacks' else 'world' if k == 'world' else k
-            if k in _relaxed and k not in keys: keys.append(k)
-        msg += ("\nWith strict=False (fit(..., resume=ResumeFrom(path, strict=False)) or learn.load_checkpoint(path, strict=False)) "
-                "it would load, but the run would not be exact: " + '; '.join(_relaxed[k] for k in keys) + '.')
-    return ValueError(msg)
-
-# %% ../nbs/11_checkpoint.ipynb #7dec7157
-def _lists_of(rec):
-    "The Recorder's lists, which other callbacks hold on to (ParamScheduler appends to them), to refill in place after a load."
-    sl = rec.smooth_loss
-    return {'attrs': {k: rec.__dict__.get(k) for k in ('lrs', 'values', 'iters', '_batch_sizes')},
-            'hps': rec.hps, 'hps_lists': dict(rec.hps), 'history': sl.history, 'raw': sl.raw}
-
-def _refill(rec, old):
-    "After `rec.load_state_dict` made new lists: put their contents into the old list objects, and use those."
-    for k, o in old['attrs'].items():
-        new = rec.__dict__.get(k)
-        if isinstance(o, list) and isinstance(new, list) and new is not o: o[:] = new; setattr(rec, k, o)
-    hps = rec.hps
-    for k, v in list(hps.items()):
-        o = old['hps_lists'].get(k)
-        if isinstance(o, list) and o is not v: o[:] = v; hps[k] = o
-    if hps is not old['hps']: old['hps'].clear(); old['hps'].update(hps); rec.hps = old['hps']
-    rec.hps['lr'] = rec.lrs
-    sl = rec.smooth_loss
-    for k in ('history', 'raw'):
-        o, new = old[k], getattr(sl, k)
-        if o is not new: o[:] = new; setattr(sl, k, o)
-    rec.losses, rec.raw_losses = sl.history, sl.raw
-
-def _recorder(learn):
-    from fastcb.recorder import Recorder
-    return learn.cb(Recorder)
-
-def _load_in_place(learn, state:dict, strict:bool):
-    "`learn.load_state_dict(state)`, keeping the objects that callbacks hold: the optimizer's parameter groups (ParamScheduler sets them) and the Recorder's lists."
-    rec, opt = _recorder(learn), learn.opt
-    old = None if rec is None else _lists_of(rec)
-    groups = None if opt is None else (opt.param_groups, list(opt.param_groups))
-    learn.load_state_dict(state, strict)
-    if old is not None: _refill(rec, old)
-    if groups is not None and learn.opt is opt and len(opt.param_groups) == len(groups[1]):
-        lst, dicts = groups   # torch's load_state_dict makes new group dicts; refill the old ones
-        for d, new in zip(dicts, opt.param_groups): d.clear(); d.update(new)
-        lst[:] = dicts
-        opt.param_groups = lst
-    for cb in learn.cbs:   # trackers note a state loaded *before* a fit; this one is loaded inside it
-        if cb.__dict__.get('_resume') is True: cb._resume = False
-
-def _with_transient(learn, state:dict) -> dict:
-    "`state` with an empty entry for each resume helper on the learner (they are left out of checkpoints)."
-    cbs = dict(state['callbacks'])
-    for cb in learn.cbs:
-        if cb.name in _transient: cbs[cb.name] = {}
-    return {**state, 'callbacks': cbs}
-
-def _set_grads(learn, grads:dict):
-    for n, p in learn.model.named_parameters():
-        g = grads.get(n)
-        p.grad = None if g is None else g.to(p.device, p.dtype).clone()
-
-# %% ../nbs/11_checkpoint.ipynb #6050f7b9
-@patch_to(Learner)
-def _apply_checkpoint(self, ck:dict, strict:bool=True, loaders:bool=True, rng:bool=True):
-    "Load everything of checkpoint `ck` into this learner: all of it, or (on any error, Ctrl-C included) none of it."
-    before, had = _clone(self.state_dict()), [(cb, set(cb.__dict__)) for cb in self.cbs]
-    dls = self.dls
-    loaders_before = [(dl, _loader_position(dl)) for dl in (dls.train, dls.valid)]
-    rng_before, grads_before = rng_state(), {n: p.grad for n, p in self.model.named_parameters()}
-    try:
-        _load_in_place(self, _with_transient(self, ck['learner']), strict)
-        _set_grads(self, ck.get('grads', {}))
-        if loaders:
-            _restore_loader(dls.train, ck['loaders']['train'])
-            _restore_loader(dls.valid, ck['loaders']['valid'])
-        if rng: set_rng_state(ck['rng'][min(self.rank, len(ck['rng']) - 1)])
-    except BaseException as e:
-        self._apply_state(before, strict=False, best_effort=True)
-        for cb, keys in had:   # what the load added (a fresh callback has no count or history yet) goes too
-            for k in set(cb.__dict__) - keys: del cb.__dict__[k]
-        for dl, pos in loaders_before: _restore_loader(dl, pos)
-        set_rng_state(rng_before)
-        for n, p in self.model.named_parameters(): p.grad = grads_before.get(n)
-        _note(e, "fastcb: the learner, its loaders and the random state were put back as they were")
-        raise
 
 # %% ../nbs/11_checkpoint.ipynb #c9b48f40
 @patch_to(Learner)
@@ -445,21 +62,9 @@ def _check_every(v, name):
     if v is True: return 1
     return check_whole(v, name, 1)
 
-def _unwritable(folder:Path) -> str|None:
-    "Why files cannot be written in `folder` (created if missing), or `None`: a real write, since permissions alone mislead (root, read-only mounts)."
-    try:
-        for d in (folder, *folder.parents):   # the nearest existing path on the way: a file there is the usual mistake
-            if d.exists():
-                if not d.is_dir(): return "it is a file, not a folder" if d == folder else f"{d} is a file, not a folder"
-                break
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder): pass
-    except OSError as e: return e.strerror or f"{type(e).__name__}: {e}"
-    return None
-
 class CheckpointCallback(Callback):
     "Write a checkpoint (everything to resume exactly) at the end of every epoch and/or every N training steps, keeping the last `keep`."
-    order, run_valid, rank0_only, run_in_lr_find = 900, False, True, False   # after every callback that changes state
+    order, run_valid, run_in_lr_find = 900, False, False   # after every callback that changes state; on every rank: each gives its part
 
     def __new__(cls, every_epoch=True, every_n_steps=None, *args, **kwargs):
         if every_n_steps and cls is CheckpointCallback: cls = _StepCheckpointCallback   # only then a per-batch handler
@@ -485,20 +90,20 @@ class CheckpointCallback(Callback):
     def name(self) -> str: return 'checkpoint'
     def __repr__(self): return 'CheckpointCallback'
 
-    def _dir(self) -> Path: return Path(self.folder) if self.folder is not None else Path(self.learn.path) / self.learn.model_dir
+    def checkpoint_dir(self) -> Path:
+        "The folder it writes in: `folder`, else `learn.path/learn.model_dir` (where `resume='last'` looks)."
+        return Path(self.folder) if self.folder is not None else Path(self.learn.path) / self.learn.model_dir
 
-    def _check_folder(self) -> Path:
-        "The checkpoint folder, created if missing; an error saying what to change if files cannot be written there."
-        d = self._dir()
-        why = _unwritable(d)
-        if why is not None:
-            fix = "pass folder= a writable folder" if self.folder is not None else "give the Learner a writable path= (or pass folder=)"
-            raise OSError(f"CheckpointCallback cannot write checkpoints in {d}: {why}. Nothing was trained or loaded; {fix}.")
-        return d
+    def check_folder(self) -> Path:
+        "The checkpoint folder, created if missing; an error saying what to change if files cannot be written there (a resume calls it before changing anything)."
+        fix = "pass folder= a writable folder" if self.folder is not None else "give the Learner a writable path= (or pass folder=)"
+        return check_writable_folder(self.checkpoint_dir(), 'CheckpointCallback cannot write checkpoints in',
+                                     f"Nothing was trained or loaded; {fix}")
 
     def before_fit(self):
-        d = self._check_folder()
-        for t in d.glob(f'.{self.fname}_*.tmp'): t.unlink(missing_ok=True)   # left by a process killed mid-write
+        d = self.check_folder()
+        if self.learn.strategy.is_writer:
+            for t in d.glob(f'.{self.fname}_*.tmp'): t.unlink(missing_ok=True)   # left by a process killed mid-write
         found = checkpoints(d, self.fname)
         self._seq = _seq_of(found[-1]) + 1 if found else 0
 
@@ -512,16 +117,24 @@ class CheckpointCallback(Callback):
               train_position:dict|None=None, # the training loader's position at the start of `epoch`, for a mid-epoch checkpoint
              ) -> Path:
         "Write a checkpoint of the learner now, continuing at `(epoch, batch)`; delete the oldest beyond `keep`."
-        ck = self.learn.checkpoint_state(epoch, batch, train_position)
-        p = self._dir() / f'{self.fname}_{self._seq:06d}_epoch{epoch}_batch{batch}.pth'
-        try: atomic_save(ck, p)
-        except OSError as e:
-            raise OSError(e.errno, f"CheckpointCallback could not write {p} ({e.strerror or e}); the checkpoints already "
+        learn = self.learn
+        strategy = learn.strategy
+        ck = learn.checkpoint_state(epoch, batch, train_position)
+        ck['rng'] = strategy.all_gather_object(ck['rng'][0])   # every rank's random states, in rank order
+        p = self.checkpoint_dir() / f'{self.fname}_{self._seq:06d}_epoch{epoch}_batch{batch}.pth'
+        error = None
+        if strategy.is_writer:
+            try:
+                atomic_save(ck, p)
+                if self.keep is not None:
+                    for old in checkpoints(self.checkpoint_dir(), self.fname)[:-self.keep]: old.unlink(missing_ok=True)
+            except OSError as e: error = (e.errno, e.strerror or str(e))
+        error = strategy.broadcast_object(error)   # also the barrier: no rank goes on before the file is written
+        if error is not None:
+            raise OSError(error[0], f"CheckpointCallback could not write {p} ({error[1]}); the checkpoints already "
                           f"there are intact{f' (the newest: {self.last.name})' if self.last else ''}. Free some space, or "
-                          "pass folder= a writable place.") from e
+                          "pass folder= a writable place.")
         self._seq, self.last = self._seq + 1, p
-        if self.keep is not None:
-            for old in checkpoints(self._dir(), self.fname)[:-self.keep]: old.unlink(missing_ok=True)
         return p
 
 class _StepCheckpointCallback(CheckpointCallback):
@@ -545,32 +158,6 @@ def _n_recorded(learn) -> int:
 CheckpointCallback.__signature__ = inspect.Signature(list(inspect.signature(CheckpointCallback.__init__).parameters.values())[1:])   # __new__ only picks the class
 
 # %% ../nbs/11_checkpoint.ipynb #75e60e51
-_name_re = re.compile(r'_(\d+)_epoch(\d+)_batch(\d+)\.pth$')
-
-def _seq_of(p:Path) -> int: return int(_name_re.search(p.name).group(1))
-
-def checkpoints(folder:str|Path, # the folder CheckpointCallback writes in
-                fname:str='checkpoint', # its `fname`
-               ) -> list[Path]:
-    "The checkpoints CheckpointCallback wrote in `folder`, oldest first (temporary files of unfinished writes are not included)."
-    folder = Path(folder)
-    if not folder.is_dir(): return []
-    found = [p for p in folder.glob(f'{fname}_*.pth') if _name_re.search(p.name) and p.name[len(fname)] == '_']
-    return sorted(found, key=_seq_of)
-
-@patch_to(Learner)
-def _checkpoint_place(self, fname:str='checkpoint', folder:str|Path|None=None) -> tuple[Path, str]:
-    "The folder and file-name prefix of this learner's checkpoints: its CheckpointCallback's, else `path/model_dir` and 'checkpoint'."
-    cb = self.cb(CheckpointCallback)
-    if folder is None: folder = cb._dir() if cb is not None and cb.learn is self else Path(self.path) / self.model_dir
-    if cb is not None and fname == 'checkpoint': fname = cb.fname
-    return Path(folder), fname
-
-def _no_checkpoint(folder:Path, fname:str) -> FileNotFoundError:
-    return FileNotFoundError(f"resume='last': there is no checkpoint ({fname}_*.pth) in {folder.resolve()}. Train with "
-                             "cbs=CheckpointCallback() to write them there, pass resume='auto' to start afresh when there is "
-                             "none, or pass the path of a checkpoint.")
-
 @patch_to(Learner)
 def find_checkpoint(self, fname:str='checkpoint', # CheckpointCallback's `fname`
                     folder:str|Path|None=None, # `None`: `path/model_dir`, or the folder of this learner's CheckpointCallback
@@ -580,180 +167,3 @@ def find_checkpoint(self, fname:str='checkpoint', # CheckpointCallback's `fname`
     found = checkpoints(folder, fname)
     if not found: raise _no_checkpoint(folder, fname)
     return found[-1]
-
-# %% ../nbs/11_checkpoint.ipynb #33cf76c2
-class ResumeFrom:
-    "A checkpoint to resume from, for `fit(resume=...)`: `strict=False` accepts one that differs (the error says what would not be exact)."
-    def __init__(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, 'last' or 'auto'
-                 strict:bool=True, # refuse a checkpoint that does not match the learner and the fit
-                ):
-        self.path, self.strict = _check_checkpoint_arg(path, 'ResumeFrom path'), _check_strict(strict, 'ResumeFrom')
-    def __repr__(self): return f"ResumeFrom({str(self.path)!r}, strict={self.strict})"
-
-_resume_takes = _takes(('None (start afresh)',) + _names_checkpoint + ('ResumeFrom(path, strict=False)',))
-
-def _resume_spec(resume) -> ResumeFrom|None:
-    "What `resume=` asks for (`None`: start afresh), or an error saying what it takes: the one check of every `resume=`."
-    if resume is None or isinstance(resume, ResumeFrom): return resume
-    return ResumeFrom(_check_checkpoint_arg(resume, 'resume', _resume_takes))
-
-def _read_spec(ck:dict, p:Path, strict:bool) -> ResumeFrom:
-    "`ResumeFrom(p, strict)` holding checkpoint `ck`, already read: the fit it is passed to does not read the file again."
-    spec = ResumeFrom(p, strict)
-    spec._read = (ck, p)
-    return spec
-
-@patch_to(Learner)
-def _read_resume(self, spec:ResumeFrom) -> tuple[dict, Path]|None:
-    "`spec`'s checkpoint and its path: the one it holds (taken, so used once), else read now; `None`: 'auto' found none."
-    return spec.__dict__.pop('_read', None) or self.read_checkpoint(spec.path)
-
-# %% ../nbs/11_checkpoint.ipynb #f8280c09
-class _ResumeCallback(Callback):
-    "Put a checkpoint's state back inside the fit that resumes it; added by `fit(resume=...)`, left out of checkpoints."
-    order, run_valid = 1000, False   # after every other callback's before_fit/before_epoch/before_train: it overrides their resets
-
-    def __init__(self, ck:dict, strict:bool, data_ok:bool):
-        self.ck, self.strict, self.data_ok = ck, strict, data_ok
-        pos = ck['position']
-        self.epoch, self.batch = pos['epoch'], (pos['batch'] if data_ok else 0)
-        self.mid = self.batch > 0
-        self._pending = False
-
-    @property
-    def name(self) -> str: return 'resume_checkpoint'
-
-    def before_fit(self):
-        learn = self.learn
-        self.learn._apply_checkpoint(self.ck, self.strict, loaders=self.data_ok, rng=not self.mid)
-        learn.start_epoch = self.epoch   # the loop reads it after before_fit; past the last epoch only after_fit runs
-        self._pending = self.mid
-
-    def before_epoch(self):
-        if self._pending: self.learn.all_batches = self._resumed_batches   # this epoch's training loop only
-
-    def before_train(self):
-        if not self._pending: return
-        learn, ck = self.learn, self.ck
-        # before_epoch/before_train reset per-epoch state (an accumulation count, the Recorder's epoch start): put it back
-        _load_in_place(learn, _with_transient(learn, ck['learner']), self.strict)
-        rec = _recorder(learn)
-        if rec is not None and '_epoch_first' in rec.__dict__:
-            rec._epoch_first = len(rec._batch_sizes) - ck['loaders']['train'].get('recorded', 0)
-        learn.pct_train = ck['learner']['counters']['pct_train']
-        self._discard = 0 if skip_batches(learn.dls.train, self.batch) else self.batch
-        if self._discard:
-            how = resumable(learn.dls.train)
-            warnings.warn(f"The training loader ({type(learn.dls.train).__name__}) cannot start mid-epoch (resumable: {how!r}), "
-                          f"so resuming at batch {self.batch} of epoch {self.epoch} loads and discards {self.batch} batches; "
-                          + ("the run is exact only if it yields the same batches in the same order every time" if how == 'epoch'
-                             else "its order is not reproducible, so the rest of this epoch sees other batches than the original run"))
-
-    def _resumed_batches(self):
-        "The learner's `all_batches`, starting at the saved batch: counters from there, the random state restored before it."
-        learn = self.learn
-        learn.__dict__.pop('all_batches', None)
-        self._pending = False
-        start, dl = self.batch, learn.dl
-        learn.n_iter, learn._next_batch, learn._in_batch = n_batches(dl), start, False
-        it = iter(dl)
-        for _ in range(self._discard): next(it, None)
-        rng, restored = self.ck['rng'][min(learn.rank, len(self.ck['rng']) - 1)], False
-        for i, b in enumerate(it, start):
-            if not restored: set_rng_state(rng); restored = True   # after the loader made the batch, as when it was saved
-            learn.one_batch(i, b)
-        if not restored: set_rng_state(rng)
-        learn._in_batch = None
-
-    def cleanup_fit(self):
-        self.learn.__dict__.pop('all_batches', None)
-        # stopped before the resumed epoch's first batch: the loader's skip must not carry into the next fit
-        if self._pending: skip_batches(self.learn.dls.train, 0)
-
-_transient.add('resume_checkpoint')
-
-# %% ../nbs/11_checkpoint.ipynb #c42e0a5e
-@contextlib.contextmanager
-def _opt_of_fit(learn, reset_opt:bool):
-    "During the block, `learn.opt` is the optimizer the fit will use, as far as a check sees it: none (so `opt_func` builds one) if `reset_opt`."
-    if not reset_opt: yield; return
-    opt, learn.opt = learn.opt, None
-    try: yield
-    finally: learn.opt = opt
-
-@patch_to(Learner)
-def _resume_checked(self, spec:ResumeFrom, n_epoch:int, reset_opt:bool) -> tuple[dict, Path, list[str]]|None:
-    "Read and check `spec`'s checkpoint against this learner, its callbacks now, and a fit of `n_epoch`, changing nothing: `(checkpoint, path, accepted differences)`, or `None` ('auto' found none)."
-    found = self._read_resume(spec)
-    if found is None: return None
-    ck, p = found
-    with _opt_of_fit(self, reset_opt): hard, soft = self.checkpoint_problems(ck, n_epoch)
-    if hard or (soft and spec.strict): raise _mismatch_error(p, hard, soft, 'this learner and fit')
-    for cb in self.cbs:   # a folder it cannot write would stop the fit after the other callbacks reset themselves
-        if isinstance(cb, CheckpointCallback) and handles(cb, 'before_fit', True, self.rank): cb._check_folder()
-    return ck, p, soft
-
-@patch_to(Learner)
-def _resume_fit(self, resume, n_epoch:int, lr=None, wd=None, cbs=None, reset_opt:bool=False, start_epoch:int=0):
-    "`fit(n_epoch, ..., resume=resume)`: check the checkpoint against this learner and fit, then train from where it stopped."
-    spec = _resume_spec(resume)
-    if start_epoch: raise ValueError(f"fit: pass resume= or start_epoch={start_epoch}, not both: a checkpoint knows where it stopped")
-    self._check_fit_args(n_epoch, 0, lr)
-    with self.added_cbs(cbs):   # the fit's callbacks take part in the check (and a CheckpointCallback says where 'last' is)
-        checked = self._resume_checked(spec, n_epoch, reset_opt)
-        if checked is None: return self.fit(n_epoch, lr=lr, wd=wd, reset_opt=reset_opt)   # 'auto', no checkpoint yet: afresh
-        ck, p, soft = checked
-        if soft: warnings.warn(f"Resuming from {p} with strict=False; the run is not exact: " + '; '.join(soft))
-        helper = _ResumeCallback(ck, spec.strict, data_ok=not any(s.startswith('data') for s in soft))
-        with self.added_cbs(helper):
-            self.fit(n_epoch, lr=lr, wd=wd, reset_opt=reset_opt, start_epoch=min(helper.epoch, n_epoch - 1))
-
-# %% ../nbs/11_checkpoint.ipynb #a9be7c52
-@patch_to(Learner)
-def check_resume(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
-                 n_epoch:int, # the number of epochs of the fit that will resume it
-                 cbs=None, # the callbacks that fit adds (they take part in the check; a CheckpointCallback says where 'last' is)
-                 reset_opt:bool=False, # the fit builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
-                ) -> ResumeFrom|None:
-    "Every check `fit(n_epoch, cbs=cbs, resume=resume)` makes before training, changing nothing; return the `resume=` to pass it: `None` (start afresh) or the checkpoint found, already read."
-    spec = _resume_spec(resume)
-    if spec is None: return None
-    self._check_fit_args(n_epoch, 0)
-    with self.added_cbs(cbs): checked = self._resume_checked(spec, n_epoch, reset_opt)
-    return None if checked is None else _read_spec(checked[0], checked[1], spec.strict)
-
-# %% ../nbs/11_checkpoint.ipynb #4f0dfbeb
-Learner.fit_stage = None   # the stage of a method running several fits (fine_tune) that the current fit is; checkpoints record it
-
-@patch_to(Learner)
-@contextlib.contextmanager
-def in_stage(self, name:str, # the stage's name, e.g. 'frozen'
-            ):
-    "Context manager: fits in the block are stage `name` of a method that runs several (`fine_tune`); their checkpoints record it."
-    old, self.fit_stage = self.fit_stage, name
-    try: yield self
-    finally: self.fit_stage = old
-
-@patch_to(Learner)
-def resume_stages(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
-                  stages:list|dict, # its stages' names, in the order their fits run; `{name: n_epoch}`: also check the checkpoint against its stage's fit
-                  cbs=None, # the callbacks the method's fits add (they take part in the check; a CheckpointCallback says where 'last' is)
-                  reset_opt:bool=False, # the method builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
-                 ) -> dict:
-    "The `resume=` of each stage's fit: the checkpoint for its own stage, `False` (skip it) before, `None` (start afresh) after; all `None` without `resume` or a checkpoint for 'auto'. Ask before changing the learner."
-    spec, names = _resume_spec(resume), list(stages)
-    afresh = {s: None for s in names}
-    if spec is None: return afresh
-    with self.added_cbs(cbs):
-        found = self._read_resume(spec)
-        if found is None: return afresh
-        ck, p = found
-        stage = ck['fit']['stage']
-        if stage not in names:
-            raise ValueError(f"{p} was written by " + ("a fit that is not a stage of a multi-fit method: resume it with "
-                             "learn.fit(..., resume=...)" if stage is None else f"stage {stage!r}, which is not one of {names}"))
-        if isinstance(stages, dict):
-            self._check_fit_args(stages[stage], 0)
-            with self.in_stage(stage): self._resume_checked(_read_spec(ck, p, spec.strict), stages[stage], reset_opt)
-    i = names.index(stage)
-    return {s: False if j < i else _read_spec(ck, p, spec.strict) if j == i else None for j, s in enumerate(names)}

@@ -12,14 +12,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
-from .callback.core import Callback, patch_to, check_whole, noop
-from .learner import Learner, TrainEvalCallback, n_batches
+from .callback.core import (Callback, patch_to, check_whole, noop, CancelBatchException, CancelStepException,
+                                  CancelFitException)
+from .strategy import Strategy, SingleProcess
+from .learner import Learner, TrainEvalCallback, n_batches, to_device
 from .recorder import Recorder, AvgLoss, AvgMetric, UpdateComputeMetric
 from .metrics import F1Score, RMSE, R2Score
-from .data import shard_loader, loader_state_dict
+from .data import shard_loader, loader_state_dict, load_loader_state_dict, _order_of
 
 # %% auto #0
-__all__ = ['launched_distributed', 'free_port', 'metric_sums', 'reduction_of', 'DistributedModel', 'unwrap_model',
+__all__ = ['launched_distributed', 'free_port', 'metric_sums', 'reduction_of', 'DistributedModel', 'unwrap_model', 'DDPStrategy',
            'DistributedCallback', 'notebook_launch']
 
 # %% ../nbs/12_distributed.ipynb #d97a8382
@@ -61,16 +63,23 @@ def _pick_backend(device:torch.device, backend:str|None) -> str:
                                f"per process: launch with torchrun --nproc_per_node={n_gpu} (or fewer).")
     return backend
 
+_launcher_store = {'store': None, 'groups': 0}   # the launcher's store, connected once per process; groups made on it
+
 def _init_group(backend:str, timeout:float) -> bool:
     "Initialise the default process group from the launcher's environment unless there is one; `True` if this call made it."
     if dist.is_initialized(): return False
     if not launched_distributed(): raise RuntimeError(_launch_help())
+    rank, ws, td = int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), datetime.timedelta(seconds=timeout)
     kw = {}
     if backend == 'nccl':
         local = int(os.environ['LOCAL_RANK'])
         torch.cuda.set_device(local)
         kw['device_id'] = torch.device('cuda', local)
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout), **kw)
+    if _launcher_store['store'] is None:   # rank 0 serves it (or torchrun's agent does): kept for the process's lifetime
+        _launcher_store['store'] = next(dist.rendezvous('env://', rank, ws, timeout=td))[0]
+    _launcher_store['groups'] += 1
+    store = dist.PrefixStore(f"fastcb_group_{_launcher_store['groups']}", _launcher_store['store'])
+    dist.init_process_group(backend, store=store, rank=rank, world_size=ws, timeout=td, **kw)
     return True
 
 def _end_group(failed:bool=False):
@@ -139,29 +148,151 @@ def _combine(m, how:str, states:list, device):
 
 # %% ../nbs/12_distributed.ipynb #3c589d27
 class DistributedModel(DistributedDataParallel):
-    "`DistributedDataParallel` whose `state_dict` is the wrapped module's (no `module.` prefix): checkpoints load in one process too."
+    "`DistributedDataParallel` whose `state_dict` is the wrapped module's (no `module.` prefix), that runs the plain module without gradients, and passes look-ups on to it."
+    def forward(self, *args, **kwargs):
+        "DDP's forward when gradients are on; the wrapped module's when they are off (evaluation: no collective)."
+        if not torch.is_grad_enabled(): return self.module(*args, **kwargs)
+        return super().forward(*args, **kwargs)
     def state_dict(self, *args, **kwargs):
         "The wrapped module's state dict (keys without the `module.` prefix)."
         return self.module.state_dict(*args, **kwargs)
     def load_state_dict(self, state_dict, strict:bool=True, assign:bool=False):
         "Load a state dict of the wrapped module (as saved in one process)."
         return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+    def __getattr__(self, name:str):
+        try: return super().__getattr__(name)
+        except AttributeError:
+            if name == 'module' or 'module' not in self.__dict__.get('_modules', {}): raise
+            return getattr(self._modules['module'], name)
+    def __getitem__(self, idx): return self.module[idx]
 
 def unwrap_model(model:torch.nn.Module) -> torch.nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
     return model.module if isinstance(model, DistributedDataParallel) else model
 
-# %% ../nbs/12_distributed.ipynb #0b1b1752
-class DistributedCallback(Callback):
-    "Wrap the model in DDP during `fit`, skip the gradient all-reduce on accumulation micro-batches, and reduce the loss and metrics once per epoch."
-    order, run_after, run_before = -9, TrainEvalCallback, Recorder
-    not_events = ('reduce',)
+def _fingerprint(model, opt=None) -> list:
+    "Sums (float64) of the weights of `model` and of the state tensors of `opt`: equal on ranks that hold the same state."
+    with torch.no_grad():
+        ts = list(unwrap_model(model).parameters())
+        if opt is not None: ts += [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+        if not ts: return []
+        return torch.stack([t.detach().double().sum() for t in ts]).cpu().tolist()
+
+def _opt_has_state(learn) -> bool:
+    return learn.opt is not None and any(len(s) for s in learn.opt.state.values())
+
+class DDPStrategy(Strategy):
+    "Data parallel training with `DistributedDataParallel` over the default process group; `to_distributed` installs it."
     def __init__(self, ddp_kwargs:dict|None=None, # arguments of DistributedDataParallel (find_unused_parameters, ...)
                 ):
-        self.ddp_kwargs = dict(ddp_kwargs or {})
-        self.ddp, self._swapped, self._train_pending, self._batches = None, [], False, None
-        self._rec, self._ga, self._undo, self._train_mets = None, None, None, []
+        self.ddp_kwargs, self.ddp = dict(ddp_kwargs or {}), None
+    @property
+    def rank(self) -> int:
+        "This process's rank in the default process group."
+        return dist.get_rank()
+    @property
+    def world_size(self) -> int:
+        "The number of processes in the default process group."
+        return dist.get_world_size()
+
+    def prepare(self, learn):
+        "Wrap `learn.model` in a `DistributedModel` (every rank starts from rank 0's weights); refused if the optimizer holds state that differs between ranks."
+        if isinstance(learn.model, DistributedDataParallel):
+            raise RuntimeError("The model is already wrapped in DistributedDataParallel: give the learner the plain model; "
+                               "to_distributed wraps it")
+        # DDP starts every rank from rank 0's weights: an optimizer state built before, on other weights, would then
+        # belong to another model on every other rank (and a sharded strategy replaces the parameters themselves).
+        prints = self.all_gather_object(_fingerprint(learn.model, learn.opt) if _opt_has_state(learn) else None)
+        if any(p is not None for p in prints) and any(p != prints[0] for p in prints):
+            raise RuntimeError("The optimizer already holds state (moments, step counts) that differs between ranks: it was "
+                               "built by training before the learner was distributed. Set the strategy before the "
+                               "optimizer holds state: call to_distributed (or enter distrib_ctx) before the first fit, or "
+                               "drop that state with learn.opt = None (the next fit builds a fresh optimizer).")
+        model = learn.model.to(learn.device)
+        dev = learn.device
+        ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else None
+        self.ddp = learn.model = DistributedModel(model, device_ids=ids, **self.ddp_kwargs)
+
+    def unprepare(self, learn):
+        "Put the plain model back in `learn.model`."
+        if self.ddp is not None and learn.model is self.ddp: learn.model = self.ddp.module
+        self.ddp = None
+
+    @contextlib.contextmanager
+    def no_sync(self, learn):
+        "Context manager: no gradient all-reduce in the backward passes inside (a micro-batch that does not step)."
+        ddp = self.ddp
+        if ddp is None:
+            yield
+            return
+        old, ddp.require_backward_grad_sync = ddp.require_backward_grad_sync, False
+        try: yield
+        finally: ddp.require_backward_grad_sync = old
+
+    def _device(self) -> torch.device:
+        "Where the tensors of this group's collectives live: the current GPU for NCCL, the CPU otherwise."
+        return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    def all_reduce_sum(self, t:torch.Tensor) -> torch.Tensor:
+        "Sum `t` over the ranks, in place (`dist.all_reduce`); returns `t`."
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+    def all_gather_object(self, obj) -> list:
+        "Every rank's `obj` (picklable), in rank order, on every rank."
+        out = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    def broadcast_object(self, obj, src:int=0):
+        "Rank `src`'s `obj`, on every rank."
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    def any_rank(self, flag:bool) -> bool:
+        "Is `flag` true on any rank? The same answer on every rank, so they all take the same branch."
+        t = torch.tensor([1 if flag else 0], device=self._device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+    def barrier(self):
+        "Wait until every rank gets here."
+        dist.barrier()
+
+# %% ../nbs/12_distributed.ipynb #0b1b1752
+def _tensors(o) -> list:
+    "The tensors in `o` (a tensor, or nested tuples, lists and dicts of them)."
+    if isinstance(o, torch.Tensor): return [o]
+    if isinstance(o, (list, tuple)): return [t for v in o for t in _tensors(v)]
+    if isinstance(o, dict): return [t for v in o.values() for t in _tensors(v)]
+    return []
+
+def _zero_backward(ddp:DistributedDataParallel, xb:tuple):
+    "This rank's part of the gradient all-reduce, adding nothing: a forward of `xb` through `ddp`, the backward of zero times its output."
+    module = ddp.module
+    buffers = [b.detach().clone() for b in module.buffers()]
+    devices = [torch.cuda.current_device()] if any(p.is_cuda for p in module.parameters()) else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():   # no random number drawn, no buffer changed
+        outs = [t for t in _tensors(ddp(*xb)) if t.requires_grad]
+        if not outs: raise RuntimeError("The model's output has no gradient: this rank cannot join the gradient all-reduce")
+        sum(t.float().sum() * 0 for t in outs).backward()
+    with torch.no_grad():
+        for b, old in zip(module.buffers(), buffers): b.copy_(old)
+
+def _has_gradient(model) -> bool:
+    "Is any gradient of `model` non-zero (one host synchronisation)?"
+    gs = [p.grad for p in model.parameters() if p.grad is not None]
+    return bool(gs) and bool(torch.stack([g.ne(0).any() for g in gs]).any().item())
+
+class DistributedCallback(Callback):
+    "The per-epoch side of `DDPStrategy`: the loss and metrics reduced once per epoch, padded validation shards, gradient sync off on accumulation micro-batches, and skips and stops agreed across ranks."
+    order, run_after, run_before = -9, TrainEvalCallback, Recorder
+    not_events = ('reduce',)
+    def __init__(self, strategy:DDPStrategy|None=None, # the strategy `to_distributed` installed; `None`: `learn.strategy`
+                ):
+        self.strategy = strategy
+        self._train_pending, self._batches, self._rec, self._ga, self._undo, self._train_mets = False, None, None, None, None, []
+        self._pad, self._skipped = None, False   # (real items, batch size) of this rank's padded validation shard
+        self._xb, self._owed = None, None # the last training inputs; the next training batch whose all-reduce this rank owes
+        self._reduced, self._stop = False, None
         self.n_reductions = 0   # collectives this callback made (one per epoch), for benchmarks and tests
+        self.n_joins = 0        # gradient all-reduces this rank joined with zero gradients (batches it skipped)
 
     def before_fit(self):
         learn = self.learn
@@ -169,32 +300,53 @@ class DistributedCallback(Callback):
             raise RuntimeError("lr_find does not run under DistributedDataParallel: each rank would stop at its own "
                                "divergence point and the ranks would fall out of step. Run learn.lr_find() in one "
                                "process (no torchrun), then train distributed with the learning rate it suggests.")
-        model = learn.model
-        if not isinstance(model, DistributedDataParallel):
-            dev = learn.device
-            ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == 'cuda' else None
-            self.ddp = learn.model = DistributedModel(model, device_ids=ids, **self.ddp_kwargs)
+        if self.strategy is None: self.strategy = learn.strategy
+        if not isinstance(self.strategy, DDPStrategy):
+            raise RuntimeError("DistributedCallback works with learn.strategy, a DDPStrategy: call learn.to_distributed() "
+                               "(or use distrib_ctx) rather than adding the callback yourself")
+        if learn.model is not self.strategy.ddp:   # a model set on the learner after to_distributed: wrap it too
+            self.strategy.unprepare(learn)
+            self.strategy.prepare(learn)
         self._ga = learn.cb('GradientAccumulation')
         self._rec = rec = learn.cb(Recorder)
-        self._train_mets = []
+        # until a training pass ends, this rank owes the other ranks the all-reduces of its batches from `_owed` on
+        self._train_mets, self._owed, self._reduced, self._stop = [], 0, False, None
         if rec is not None and rec.train_metrics:
             local = [m.name for m in learn.metrics if reduction_of(m) in ('gather', 'loss')]
             if local: warnings.warn(f"Training metrics {local} are this rank's own under DDP (they would need every "
                                     "training prediction); declare their additive state with `dist_sums` to reduce them")
 
+    def before_epoch(self): self._reduced, self._stop, self._owed = False, None, 0
+
     def before_train(self):
-        self._train_pending = False
+        self._train_pending, self._owed = False, 0
         sampler = getattr(self.learn.dl, 'sampler', None)   # torch's DistributedSampler does not advance by itself
         if isinstance(sampler, torch.utils.data.DistributedSampler): sampler.set_epoch(self.learn.epoch)
 
     def before_batch(self):
-        ddp, ga, learn = self.ddp, self._ga, self.learn
-        if ddp is None or ga is None or not learn.training or learn.n_iter is None: return
+        learn = self.learn
+        if not learn.training:
+            if self._pad is not None: self._cut_padding()
+            return
+        self._xb, self._owed = learn.xb, learn.iter
+        ga, ddp = self._ga, self.strategy.ddp
         # only the micro-batch whose step GradientAccumulation will take all-reduces (what DDP.no_sync does for the
         # others), decided before the forward
-        ddp.require_backward_grad_sync = ga.will_step()
+        if ga is not None and ddp is not None and learn.n_iter is not None: ddp.require_backward_grad_sync = ga.will_step()
+
+    def after_backward(self):
+        if self.learn.training and self._owed == self.learn.iter: self._owed += 1
+
+    def after_cancel_backward(self):
+        # the backward did not run here: join the others' all-reduce; the learner's step follows (a no-op if every
+        # rank skipped: the gradients are then left unset, as in one process)
+        if self.learn.training and self._owed == self.learn.iter: self._join(step=False)
+
+    def after_cancel_batch(self):
+        if self.learn.training and self._owed == self.learn.iter: self._join(step=True)
 
     def after_train(self):
+        self._owed = None
         self._train_pending, self._train_mets = True, []
         rec = self._rec
         if rec is None or not rec.train_metrics: return
@@ -202,13 +354,88 @@ class DistributedCallback(Callback):
         # a copy of the states of those that add up, combined with the validation ones in the epoch's one exchange.
         self._train_mets = [(i, copy.deepcopy(m)) for i, m in enumerate(self.learn.metrics) if reduction_of(m) == 'sum']
 
-    def before_validate(self):
+    def after_cancel_train(self):
+        if self._owed is not None: self._join_rest()   # this rank stopped training early: the others may not have
+
+    def after_cancel_epoch(self): self._stopped('epoch')
+    def after_cancel_fit(self): self._stopped('fit')
+
+    # ---- skips and stops on some ranks only ----------------------------------------------------------------------
+    def _join(self, step:bool) -> bool:
+        "Join the all-reduce of the training batch this rank skipped; step with the others if some rank trained on it. `False` if no rank did."
+        learn, ddp, ga = self.learn, self.strategy.ddp, self._ga
+        self._owed = learn.iter + 1
+        if ddp is None: return True
+        if not ddp.require_backward_grad_sync:   # a micro-batch without all-reduce: count it, so every rank steps together
+            if ga is not None and step: ga.count_batch()
+            return True
+        self.n_joins += 1
+        _zero_backward(ddp, self._xb if self._xb is not None else self._a_batch())
+        if not _has_gradient(learn.model):   # no rank trained on this batch: no step anywhere, as in one process
+            learn.opt.zero_grad()
+            return False
+        if step:
+            learn._with_events(learn.opt_step, 'step', CancelStepException)
+            learn.zero_grad()
+        return True
+
+    def _join_rest(self, start:int|None=None):
+        "Join the gradient all-reduces of the epoch's training batches from `start` (the one owed) on, until every rank has stopped."
+        learn, ddp, ga = self.learn, self.strategy.ddp, self._ga
+        start = self._owed if start is None else start
+        self._owed = None
+        n = n_batches(learn.dls.train)
+        if ddp is None or start is None: return
+        if n is None:
+            raise RuntimeError("A rank stopped training early, and the training loader has no length: the other ranks "
+                               "would wait for it at their next gradient all-reduce. Stop on every rank at once.")
+        it, n_iter = learn.iter, learn.n_iter
+        try:
+            for i in range(start, n):
+                learn.iter, learn.n_iter = i, n
+                ddp.require_backward_grad_sync = ga.will_step() if ga is not None else True
+                if not self._join(step=True): break   # every rank has stopped
+        finally: learn.iter, learn.n_iter = it, n_iter
+
+    def _a_batch(self) -> tuple:
+        "Inputs of the model when this rank has seen no training batch yet: the training loader's first (its position kept)."
+        learn, dl = self.learn, self.learn.dls.train
+        sd = loader_state_dict(dl)
+        b = next(iter(dl))
+        if sd is not None: load_loader_state_dict(dl, sd)
+        self._xb = tuple(to_device(b, learn.device)[:getattr(learn.dls, 'n_inp', 1)])
+        return self._xb
+
+    def _stopped(self, stop:str):
+        "This rank cancels the epoch or the fit: finish its part of the epoch's collectives, with the stop in its message."
         learn = self.learn
-        # Validation runs the plain module: DDP would sync buffers in the first forward, and ranks may have
-        # different numbers of validation batches.
-        wrapped = isinstance(learn.model, DistributedDataParallel)
-        self._swapped.append(learn.model if wrapped else None)
-        if wrapped: learn.model = learn.model.module
+        if self._reduced:   # after this epoch's reduction: a next epoch may run on the other ranks
+            if stop == 'epoch' or learn.epoch + 1 >= learn.n_epoch or self._stop is not None: return
+            self._reduced, self._stop = False, stop
+            self._join_rest(0)
+        else:
+            self._stop = stop
+            if self._owed is not None: self._join_rest()
+        self.reduce(with_train=self._train_pending, with_valid=False)
+        self._train_pending = False
+
+    # ---- padded validation shards ----------------------------------------------------------------------------------
+    def _cut_padding(self):
+        "Cut the padded items (the end of this rank's shard) from a validation batch; skip a batch of padding alone."
+        learn = self.learn
+        n_real, bs = self._pad
+        first = learn.iter * bs
+        n = len(learn.xb[0])
+        keep = n_real - first
+        if keep >= n: return
+        if keep <= 0 and learn.cb('GatherPredsCallback') is None:
+            self._skipped = True   # after_batch: nothing of this batch to gather (its pred is the previous batch's)
+            raise CancelBatchException()
+        keep = max(keep, 0)   # get_preds: an empty batch, so that no prediction is gathered twice
+        learn.xb, learn.yb = tuple(x[:keep] for x in learn.xb), tuple(y[:keep] for y in learn.yb)
+
+    # ---- the epoch's reduction ---------------------------------------------------------------------------------------
+    def before_validate(self):
         self._batches = [] if self._needs_batches() else None
 
     def _valid_metrics(self) -> list:
@@ -220,83 +447,102 @@ class DistributedCallback(Callback):
         return any(reduction_of(m) == 'gather' for m in self._valid_metrics())
 
     def after_batch(self):
+        if self._skipped: self._skipped = False; return
         if self.learn.training or self._batches is None or not self.learn.yb: return
         learn = self.learn
+        if learn.loss is None or not len(learn.yb[0]): return
         self._batches.append((learn.pred.detach().cpu(), tuple(y.detach().cpu() for y in learn.yb),
-                              None if learn.loss is None else learn.loss.cpu()))
+                              learn.loss.cpu()))
 
     def after_validate(self):
-        learn = self.learn
-        if self._swapped:
-            ddp = self._swapped.pop()
-            if ddp is not None: learn.model = ddp
-        if learn.cb('GatherPredsCallback') is not None: return   # get_preds: this rank's predictions, no collective
+        if self.learn.cb('GatherPredsCallback') is not None: return   # get_preds: this rank's predictions, no collective
         self.reduce(with_train=self._train_pending)
         self._train_pending = False
 
     def after_epoch(self):
-        if self._train_pending: self.reduce(with_train=True, with_valid=False)   # an epoch without validation
+        if self._train_pending and not self._reduced: self.reduce(with_train=True, with_valid=False)   # no validation
         self._train_pending = False
 
     def reduce(self, with_train:bool=False, with_valid:bool=True):
-        "Combine the validation metrics (and the epoch's training loss) of every rank with one `all_gather_object`."
+        "Combine the validation metrics (and the epoch's training loss) of every rank with one `all_gather_object`; agree on stops; check the weights agree."
         learn = self.learn
         if not dist.is_initialized() or dist.get_world_size() == 1: return
         mets = self._valid_metrics() if with_valid else []
         hows = [reduction_of(m) for m in mets]
         batches = self._batches or []
         train_mets = self._train_mets if with_train else []
-        payload = {'mets': [_local_state(m, h, batches) for m, h in zip(mets, hows)],
+        payload = {'mets': [_local_state(m, h, batches) for m, h in zip(mets, hows)] if with_valid else None,
                    'train': self._local_train() if with_train else None,
-                   'train_mets': [_local_state(m, 'sum', []) for _, m in train_mets]}
-        states = [None] * dist.get_world_size()
-        dist.all_gather_object(states, payload)
+                   'train_mets': [_local_state(m, 'sum', []) for _, m in train_mets] if with_train else None,
+                   'stop': self._stop, 'weights': _fingerprint(learn.model),
+                   'epoch': learn.epoch}
+        states = self.strategy.all_gather_object(payload)
         self.n_reductions += 1
+        self._reduced, self._batches = True, None
+        if len({repr(s['weights']) for s in states}) > 1:
+            raise RuntimeError(f"The ranks hold different weights at the end of epoch {learn.epoch}: a callback skipped the "
+                               "optimizer step on some ranks only after the gradients were synchronised (in after_backward "
+                               "or before_step), or changed the weights on some ranks only. Decide such skips from values "
+                               "that are the same on every rank, or before the backward (before_batch, after_pred, "
+                               "after_loss), where the other ranks are joined with zero gradients.")
         for i, (m, h) in enumerate(zip(mets, hows)):
-            if h != 'self': _combine(m, h, [s['mets'][i] for s in states], learn.device)
-        self._batches = None
+            got = [s['mets'][i] for s in states if s['mets'] is not None]
+            if h != 'self': _combine(m, h, got, learn.device)
         rec = self._rec
         if train_mets and rec is not None and rec.train_values is not None:
             vals = list(rec.train_values)
             for j, (i, m) in enumerate(train_mets):
-                _combine(m, 'sum', [s['train_mets'][j] for s in states], learn.device)
+                _combine(m, 'sum', [s['train_mets'][j] for s in states if s['train_mets'] is not None], learn.device)
                 vals[i] = m.value
             rec.set_epoch_train(values=vals)
         self._train_mets = []
-        if with_train:
-            total, count = sum(s['train'][0] for s in states), sum(s['train'][1] for s in states)
+        trained = [s['train'] for s in states if s['train'] is not None]
+        if with_train and trained:
+            total, count = sum(t[0] for t in trained), sum(t[1] for t in trained)
             if rec is not None and count: rec.set_epoch_train(loss=total / count)   # averaged over every rank's items
+        if self._stop is None and any(s['stop'] == 'fit' for s in states):
+            self._stop = 'fit'
+            raise CancelFitException()   # another rank ended the fit: this one ends it at the same epoch
 
     def _local_train(self) -> tuple:
         "(sum of loss x items, items) of this rank's training batches this epoch."
         return (0., 0) if self._rec is None else self._rec.epoch_train_sums()
 
     def cleanup_fit(self):
-        learn = self.learn
-        if self._swapped and self._swapped[0] is not None: learn.model = self._swapped[0]
-        self._swapped = []
-        if self.ddp is not None and learn.model is self.ddp: learn.model = self.ddp.module
-        self.ddp, self._ga, self._batches, self._train_pending = None, None, None, False
-        self._rec = None
+        self._ga, self._batches, self._train_pending, self._rec, self._xb, self._owed = None, None, False, None, None, None
 
 # %% ../nbs/12_distributed.ipynb #5b9191db
-def _shard_all(dls, rank:int, world_size:int) -> list:
-    "Shard the training and validation loaders of `dls`; returns `[(loader, old_rank, old_world_size)]` to undo it."
-    undo = []
+def _shard_all(dls, rank:int, world_size:int) -> tuple[list, tuple|None]:
+    "Shard the loaders of `dls`, the validation one padded; returns what `_unshard` needs, and `(real items, batch size)` of a padded validation shard."
+    undo, pad = [], None
     for name, dl in (('training', dls.train), ('validation', dls.valid)):
         if dl is None: continue
         sd = loader_state_dict(dl) or {}
+        o, bs = _order_of(dl), getattr(dl, 'bs', None) or getattr(dl, 'batch_size', None)
+        old_pad = getattr(o, 'pad', None)
+        # every rank the same number of validation batches: pad the shard, and cut the padding from the batches
+        padded = name == 'validation' and world_size > 1 and old_pad is False and bs is not None and hasattr(o, 'n')
+        if padded: o.pad = True
         if shard_loader(dl, rank, world_size):
-            undo.append((dl, sd.get('rank', 0), sd.get('world_size', 1)))
+            undo.append((dl, sd.get('rank', 0), sd.get('world_size', 1), old_pad if padded else None))
+            n_real = len(range(rank, o.n, world_size)) if padded else None
+            if padded and o.n_shard > n_real: pad = (n_real, bs)
             continue
+        if padded: o.pad = old_pad
         sampler = getattr(dl, 'sampler', None)
         if isinstance(sampler, torch.utils.data.DistributedSampler) and sampler.num_replicas == world_size: continue
-        for d, r, w in undo: shard_loader(d, r, w)
+        _unshard(undo)
         raise TypeError(f"The {name} loader ({type(dl).__name__}) cannot be sharded across {world_size} processes: every "
                         "rank would see all of it. Use fastcb's loaders (TensorLoader, DataLoaders.from_tensors / "
                         "from_dsets / from_folder, or a DataLoader with sampler=EpochSampler(ds)), or give the "
                         f"DataLoader a torch DistributedSampler(ds, num_replicas={world_size}, rank=...).")
-    return undo
+    return undo, pad
+
+def _unshard(undo:list):
+    "Put the loaders that `_shard_all` sharded back as they were."
+    for dl, r, w, old_pad in undo:
+        if old_pad is not None: _order_of(dl).pad = old_pad
+        shard_loader(dl, r, w)
 
 def _setup_problems(learn, model) -> list[str]:
     "Compare model, loaders and batch counts across ranks with one `all_gather_object`; what differs (the same list on every rank)."
@@ -340,36 +586,44 @@ def to_distributed(self,
                    static_graph:bool=False, # passed to DistributedDataParallel
                    **ddp_kwargs, # more DistributedDataParallel arguments (`broadcast_buffers`, `bucket_cap_mb`, ...)
                   ) -> Learner:
-    "Train on every process of a `torchrun` (or `notebook_launch`) job: process group, GPU per rank, sharded loaders, DDP in `fit`."
-    if self.cb(DistributedCallback) is not None:
-        raise RuntimeError("This learner is already distributed: call learn.detach_distributed() first")
+    "Train on every process of a `torchrun` (or `notebook_launch`) job: process group, GPU per rank, sharded loaders, the model wrapped in DDP by `learn.strategy`."
+    strategy = getattr(self, 'strategy', None)
+    if self.cb(DistributedCallback) is not None or (strategy is not None and not isinstance(strategy, SingleProcess)):
+        raise RuntimeError(f"This learner already has a distribution strategy ({type(strategy).__name__}): a learner has "
+                           "one. Call learn.detach_distributed() first, then to_distributed again.")
     _check_ddp_kwargs(ddp_kwargs)
     if self._loop_depth: raise RuntimeError("to_distributed cannot be called while the learner runs a loop")
     if dist.is_initialized(): backend = dist.get_backend()
     else: backend = _pick_backend(self.device, backend)
     created = _init_group(backend, timeout)
-    undo = {'created': created, 'device': self.device, 'logger': self.logger, 'shards': []}
+    undo = {'created': created, 'device': self.device, 'logger': self.logger, 'shards': [], 'strategy': strategy}
+    new = None
     try:
         rank, ws = dist.get_rank(), dist.get_world_size()
         if backend == 'nccl': self.device = torch.device('cuda', torch.cuda.current_device())
-        undo['shards'] = _shard_all(self.dls, rank, ws)
+        undo['shards'], pad = _shard_all(self.dls, rank, ws)
         problems = _setup_problems(self, self.model)
         if problems:
             raise RuntimeError(f"Distributed setup failed on rank {rank} (every rank stops with this error):\n- " + '\n- '.join(problems))
+        new = DDPStrategy(dict(ddp_kwargs, find_unused_parameters=find_unused_parameters, static_graph=static_graph))
+        new.prepare(self)   # before the optimizer exists (the first fit builds it over the wrapped model)
         if rank != 0: self.logger = noop   # the table of results is printed by rank 0
-        cb = DistributedCallback(dict(ddp_kwargs, find_unused_parameters=find_unused_parameters, static_graph=static_graph))
-        cb._undo = undo
+        cb = DistributedCallback(new)
+        cb._undo, cb._pad = undo, pad
         self.add_cb(cb)
+        self.strategy = new
     except BaseException:
+        if new is not None: new.unprepare(self)
         _undo_distributed(self, undo, failed=True)
         raise
     return self
 
 def _undo_distributed(learn, undo:dict, failed:bool=False):
-    "Put the loaders, device and logger back; end the process group if `to_distributed` made it."
+    "Put the loaders, device, logger and strategy back; end the process group if `to_distributed` made it."
     try:
-        for dl, r, w in undo['shards']: shard_loader(dl, r, w)
+        _unshard(undo['shards'])
         learn.device, learn.logger = undo['device'], undo['logger']
+        learn.strategy = SingleProcess()
     finally:
         if undo['created']: _end_group(failed)
 
@@ -377,11 +631,12 @@ def _undo_distributed(learn, undo:dict, failed:bool=False):
 def detach_distributed(self,
                        failed:bool=False, # after an error: abort the process group rather than wait for the other ranks
                       ) -> Learner:
-    "Undo `to_distributed`: the plain model, whole loaders, the first device; the process group ends if it made it."
+    "Undo `to_distributed`: the plain model, whole loaders, the first device, `SingleProcess()` as the strategy; the process group ends if it made it."
     cb = self.cb(DistributedCallback)
     if cb is None: return self
     self.remove_cb(cb)
-    _undo_distributed(self, cb._undo, failed)
+    try: cb.strategy.unprepare(self)
+    finally: _undo_distributed(self, cb._undo, failed)
     return self
 
 @contextlib.contextmanager

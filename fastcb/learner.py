@@ -4,25 +4,35 @@
 
 # %% ../nbs/01_learner.ipynb #51a66a6e
 from __future__ import annotations
-import contextlib, copy, math, numbers, warnings
+import contextlib, copy, math, warnings
 from pathlib import Path
 from typing import Callable
 import torch
 from torch import nn
 from .callback.core import *
 from .callback.core import _all_events, _inner_loop, _cancel_exceptions, _matches, _clone, noop
-from .recorder import Recorder, mk_metric
+from .recorder import Recorder, mk_metric, to_detach
 from .callback.progress import ProgressCallback
-from .optimizer import add_fastai_api
+from .optimizer import add_fastai_api, expand_per_group, _check_slice, _is_real
+from .data import skip_batches, resumable
+from .strategy import SingleProcess
+from .step import StepSpec, run_train_step, forward_loss, _note, _shapes, _detached
+from .state import (n_batches, atomic_save, read_state_file, rng_state, set_rng_state, read_newest_checkpoint,
+                          Resuming, ResumeFrom, _resume_spec, _read_spec, _check_checkpoint_arg, _read_checkpoint_file, _newest, _loader_position,
+                          _restore_loader, _loader_problems, _mismatch_error)
 
 # %% auto #0
-__all__ = ['default_callbacks', 'default_device', 'to_device', 'n_batches', 'check_lr', 'TrainEvalCallback', 'print_row',
-           'expand_per_group', 'model_mismatches', 'loss_activation', 'loss_decodes', 'GatherPredsCallback', 'Learner']
+__all__ = ['default_callbacks', 'default_device', 'to_device', 'check_lr', 'TrainEvalCallback', 'print_row', 'model_mismatches',
+           'loss_activation', 'loss_decodes', 'GatherPredsCallback', 'Learner', 'n_batches']
 
 # %% ../nbs/01_learner.ipynb #7327e11c
-def default_device() -> torch.device:
-    "The first CUDA device if there is one, else the CPU."
-    return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
+def default_device(use=-1, # fastai's argument: -1 the first GPU if there is one; True a GPU (an error without one); False the CPU
+                  ) -> torch.device:
+    "The first CUDA device if there is one (and `use` is not `False`), else the CPU; asks NVML, so CUDA is not started (a process that forks later, as `notebook_launch` does, can still give its ranks the GPUs)."
+    if use is False: return torch.device('cpu')
+    if torch.cuda.device_count() > 0: return torch.device('cuda')
+    if use is True: raise RuntimeError("default_device(use=True): this machine has no CUDA GPU; use=-1 falls back to the CPU")
+    return torch.device('cpu')
 
 def to_device(b, device, non_blocking:bool=True):
     "Move tensors in `b` (a tensor, or nested tuples, lists and dicts of them) to `device`."
@@ -31,33 +41,9 @@ def to_device(b, device, non_blocking:bool=True):
     if isinstance(b, dict): return {k: to_device(v, device, non_blocking) for k, v in b.items()}
     return b
 
-def n_batches(dl) -> int|None:
-    "The number of batches of loader `dl`, or `None` when it has no length (an `IterableDataset`, a generator)."
-    try: return len(dl)
-    except TypeError: return None
+_all_ = ['n_batches']   # defined with the training state (fastcb.state), kept here for `from fastcb.learner import *`
 
 def _is_empty(dl) -> bool: return n_batches(dl) == 0
-
-def _shapes(t) -> str:
-    "Human-readable shapes of a tuple of tensors, for error messages."
-    return ', '.join(str(tuple(o.shape)) if isinstance(o, torch.Tensor) else type(o).__name__ for o in t)
-
-def _note(e:BaseException, msg:str):
-    "Add `msg` to `e`'s notes (shown under its traceback) unless it is already there."
-    if msg not in getattr(e, '__notes__', ()): e.add_note(msg)
-
-def _is_real(v) -> bool:
-    "Is `v` a real number (a Python or NumPy int or float), not a bool?"
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-def _check_slice(val:slice, key:str='lr') -> slice:
-    "Return `val` if it is a slice that can be spread geometrically over parameter groups: positive, finite ends (`start` optional)."
-    start_ok = val.start is None or _is_real(val.start) and 0 < val.start < math.inf
-    if not (start_ok and _is_real(val.stop) and 0 < val.stop < math.inf):
-        raise ValueError(f"{key}={val!r}: a slice spreads values over the parameter groups geometrically, from start to "
-                         "stop, so both must be positive, finite numbers (start may be left out: slice(None, stop) gives "
-                         "stop/10 to every group but the last)")
-    return val
 
 def check_lr(lr, name:str='lr'):
     "Return `lr` if it is a finite number >= 0 (0 changes no weight), a list of them, or a `slice` of positive ones; else raise a `ValueError`."
@@ -69,6 +55,78 @@ def check_lr(lr, name:str='lr'):
     return lr
 
 # %% ../nbs/01_learner.ipynb #6aa54394
+def _value_problems(sd:dict) -> list[str]:
+    "Entries of a model state dict that are not tensors."
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    return [f"model: {k!r} holds a {type(sd[k]).__name__}, not a tensor" for k in bad[:5]]
+
+@contextlib.contextmanager
+def _opt_of_fit(learn, reset_opt:bool):
+    "During the block, `learn.opt` is the optimizer the fit will use, as far as a check sees it: none (so `opt_func` builds one) if `reset_opt`."
+    if not reset_opt: yield; return
+    opt, learn.opt = learn.opt, None
+    try: yield
+    finally: learn.opt = opt
+
+def _metric_names(state:dict) -> list[str]|None:
+    "The names of the metrics of the run that wrote the learner state `state` (`None`: a state that does not say)."
+    return state.get('metrics')
+
+def _lists_of(rec):
+    "The Recorder's lists, which other callbacks hold on to (ParamScheduler appends to them), to refill in place after a load."
+    sl = rec.smooth_loss
+    return {'attrs': {k: rec.__dict__.get(k) for k in ('lrs', 'values', 'iters', '_batch_sizes')},
+            'hps': rec.hps, 'hps_lists': dict(rec.hps), 'history': sl.history, 'raw': sl.raw}
+
+def _refill(rec, old):
+    "After `rec.load_state_dict` made new lists: put their contents into the old list objects, and use those."
+    for k, o in old['attrs'].items():
+        new = rec.__dict__.get(k)
+        if isinstance(o, list) and isinstance(new, list) and new is not o: o[:] = new; setattr(rec, k, o)
+    hps = rec.hps
+    for k, v in list(hps.items()):
+        o = old['hps_lists'].get(k)
+        if isinstance(o, list) and o is not v: o[:] = v; hps[k] = o
+    if hps is not old['hps']: old['hps'].clear(); old['hps'].update(hps); rec.hps = old['hps']
+    rec.hps['lr'] = rec.lrs
+    sl = rec.smooth_loss
+    for k in ('history', 'raw'):
+        o, new = old[k], getattr(sl, k)
+        if o is not new: o[:] = new; setattr(sl, k, o)
+    rec.losses, rec.raw_losses = sl.history, sl.raw
+
+def _recorder(learn): return learn.cb(Recorder)
+
+def _load_in_place(learn, state:dict, strict:bool):
+    "`learn.load_state_dict(state)`, keeping the objects that callbacks hold: the optimizer's parameter groups (ParamScheduler sets them) and the Recorder's lists."
+    rec, opt = _recorder(learn), learn.opt
+    old = None if rec is None else _lists_of(rec)
+    groups = None if opt is None else (opt.param_groups, list(opt.param_groups))
+    learn.load_state_dict(state, strict)
+    if old is not None: _refill(rec, old)
+    if groups is not None and learn.opt is opt and len(opt.param_groups) == len(groups[1]):
+        lst, dicts = groups   # torch's load_state_dict makes new group dicts; refill the old ones
+        for d, new in zip(dicts, opt.param_groups): d.clear(); d.update(new)
+        lst[:] = dicts
+        opt.param_groups = lst
+    for cb in learn.cbs:   # trackers note a state loaded *before* a fit; this one is loaded inside it
+        if cb.__dict__.get('_resume') is True: cb._resume = False
+
+def _reload_epoch_state(learn, state:dict, recorded:int):
+    "In the first epoch of a fit resumed mid-epoch, after its before_epoch/before_train reset per-epoch state: the callbacks' saved state again (an accumulation count), the Recorder's running epoch (`recorded` batches in) and `pct_train`."
+    saved, rec = state['callbacks'], _recorder(learn)
+    for cb in learn.cbs:
+        if cb is rec or cb.name not in saved: continue   # those events leave the Recorder's history alone; only its epoch start moves
+        cb.load_state_dict(saved[cb.name])
+        if cb.__dict__.get('_resume') is True: cb._resume = False   # a tracker's flag is for a state loaded before a fit
+    if rec is not None and '_epoch_first' in rec.__dict__: rec._epoch_first = len(rec._batch_sizes) - recorded
+    learn.pct_train = state['counters']['pct_train']
+
+def _set_grads(learn, grads:dict):
+    for n, p in learn.model.named_parameters():
+        g = grads.get(n)
+        p.grad = None if g is None else g.to(p.device, p.dtype).clone()
+
 def _opt_state_to_params(opt:torch.optim.Optimizer) -> torch.optim.Optimizer:
     "Move each parameter's optimizer state to that parameter's device, as torch's `load_state_dict` places it (a plain `step` stays on the CPU)."
     for g in opt.param_groups:
@@ -185,19 +243,6 @@ def _restore_process_state(st:dict):
     while n < want: n = torch.autocast_increment_nesting()
     if want == 0: torch.clear_autocast_cache()
 
-def expand_per_group(val, n_groups:int, key:str='lr') -> list:
-    "One value per parameter group from `val`: a number, a list of `n_groups` numbers, or a `slice` spread geometrically."
-    if isinstance(val, slice):
-        _check_slice(val, key)
-        if val.start is None: return [val.stop / 10] * (n_groups - 1) + [val.stop]
-        if n_groups == 1: return [val.stop]
-        ratio = (val.stop / val.start) ** (1 / (n_groups - 1))
-        return [val.start * ratio ** i for i in range(n_groups)]
-    vals = list(val) if isinstance(val, (list, tuple)) else [val] * n_groups
-    if len(vals) != n_groups:
-        raise ValueError(f"{key} has {len(vals)} values but the optimizer has {n_groups} parameter groups")
-    return vals
-
 # %% ../nbs/01_learner.ipynb #5238ff7d
 def _listify(o) -> list: return [] if o is None else list(o) if isinstance(o, (list, tuple)) else [o]
 
@@ -291,12 +336,6 @@ def loss_decodes(loss_func):
     if isinstance(loss_func, nn.BCEWithLogitsLoss): return lambda x: x > 0.5
     return lambda x: x
 
-def _detached(o):
-    "`o` (a tensor, or a tuple or list of them: a model with several outputs) detached."
-    if isinstance(o, torch.Tensor): return o.detach()
-    if isinstance(o, (tuple, list)): return type(o)(_detached(v) for v in o)
-    return o
-
 def _cat_cpu(items:list):
     "Concatenate batches (tensors, or tuples of tensors position by position) and move them to the CPU once."
     if not items: return None
@@ -378,7 +417,11 @@ class Learner:
         self.n_iter, self.pct_train, self.loss, self.pred, self.xb, self.yb = 0, 0., None, None, (), ()
         self._move_batch, self._n_inp, self._phase = self.device.type != 'cpu', getattr(dls, 'n_inp', 1), None
         self._next_batch, self._in_batch, self._check_loss = 0, False, True
-        self.metrics = metrics
+        self.strategy = SingleProcess()   # how the model is spread over processes (`to_distributed` sets another)
+        self.step_spec, self.step_stats = None, {}   # the fit's training step (`fastcb.step.StepSpec`) and what it measured
+        self.resuming = None   # during a fit that continues a checkpoint: a `Resuming` (where it continues), else None
+        self.fit_stage = None  # the stage of a method running several fits (fine_tune) that the current fit is; checkpoints record it
+        self.metrics, self.default_cbs = metrics, default_cbs
         self._dispatch_changed()
         if default_cbs: self.add_cbs([cb() for cb in default_callbacks])
         self.add_cbs(cbs)
@@ -430,6 +473,13 @@ class Learner:
         return self.yb[0]
     @y.setter
     def y(self, v): self.yb = (v,) + tuple(self.yb[1:])
+
+    def to_detach(self, b, # a tensor, or nested tuples, lists and dicts of them
+                  cpu:bool=True, # also move them to the CPU
+                  gather:bool=True, # in a distributed run, gather them from every rank first
+                 ):
+        "`fastcb.recorder.to_detach` as a method, as fastai's metrics call it (`learn.to_detach(...)`)."
+        return to_detach(b, cpu, gather)
 
     @property
     def smooth_loss(self):
@@ -649,29 +699,13 @@ class Learner:
         if self._handlers[after]: self._fire(after)
 
     def _do_one_batch(self):
-        if self._own_train_batch is not None and self.training and self.yb: return self._own_train_batch()   # the compiled step
-        try: self.pred = self.model(*self.xb)
-        except Exception as e:
-            _note(e, f"fastcb: raised by the model's forward pass on inputs of shape {_shapes(self.xb)}; "
-                     "check that the model's first layer matches the data")
-            if 'more than 1 value per channel' in str(e):
-                _note(e, "fastcb: a training batch of one item cannot go through BatchNorm: use drop_last=True for the "
-                         "training loader, or a batch size that does not leave one item over")
-            raise
-        if self._handlers['after_pred']: self._fire('after_pred')
-        if self.yb:
-            try: self.loss_grad = self.loss_func(self.pred, *self.yb)
-            except Exception as e:
-                _note(e, f"fastcb: raised by loss_func on predictions of shape {_shapes((self.pred,))} and targets of shape "
-                         f"{_shapes(self.yb)}; check that the model's output matches what the loss expects")
-                raise
-            if self._check_loss: self._loss_is_scalar()
-            self.loss = self.loss_grad.detach().clone()   # a copy: callbacks may change loss_grad in place
-        if self._handlers['after_loss']: self._fire('after_loss')
-        if not self.training or not self.yb: return
-        self._with_events(self.backward, 'backward', CancelBackwardException)
-        self._with_events(self.opt_step, 'step', CancelStepException)
-        self.zero_grad()
+        if self.training and self.yb:   # the training step: a callback's claim (the compiled step), else fastcb.step's
+            f = self._own_train_batch
+            if f is not None: return f()
+            if self.step_spec is None: self.step_spec = StepSpec.collect(self)   # a batch run outside a fit
+            return run_train_step(self)
+        # evaluation (or a batch without targets): forward and loss, no step
+        forward_loss(self)   # an evaluation batch (or one without targets): no step
 
     def _loss_is_scalar(self):
         "Check the first loss of a loop: one number per batch (checked once, so no cost per batch)."
@@ -693,7 +727,9 @@ class Learner:
         self._in_batch, self._next_batch = False, i + 1
 
     def all_batches(self):
-        "Run every batch of the current loader `self.dl`."
+        "Run every batch of the current loader `self.dl` (in the first epoch of a fit resumed mid-epoch: from its batch)."
+        r = self.resuming
+        if r is not None and r.mid_epoch and self.training: return self._resumed_batches(r)
         self.n_iter, self._next_batch, self._in_batch = n_batches(self.dl), 0, False
         for i, b in enumerate(self.dl): self.one_batch(i, b)
         self._in_batch = None
@@ -719,6 +755,8 @@ class Learner:
         self._do_epoch_validate()
 
     def _do_fit(self):
+        if self.resuming is not None: self._apply_resume(self.resuming)   # once, after every before_fit (they reset)
+        self.step_spec = StepSpec.collect(self)   # what the callbacks declared in their before_fit
         epoch = self.start_epoch
         while epoch < self.n_epoch:   # not range(): n_epoch may be huge, and a callback may change it
             self.epoch = epoch
@@ -738,6 +776,7 @@ class Learner:
                 except BaseException as e:
                     _note_handler(e, cb.before_fit, 'before_fit')
                     raise
+        self.step_spec = StepSpec.collect(self)   # the joiners may declare part of the step
 
     # ---- Entry points and teardown ---------------------------------------------------------------------------
     def _where(self) -> str:
@@ -812,6 +851,7 @@ class Learner:
             self._gone = ()
             for k in _step_pieces: self._step_claims[k] = []
             self._sync_step()
+            self.step_spec = None   # built again by the next fit, from its callbacks (`step_stats` stay readable)
             for cb in self.cbs:
                 if not cb.run: cb.run = True
             if self._joining: self._join(start=False)
@@ -870,21 +910,27 @@ class Learner:
             cbs:Callback|list|None=None, # callbacks for this call only
             reset_opt:bool=False, # build a new optimizer (losing its state) instead of keeping the current one
             start_epoch:int=0, # first epoch to run (the ones before count as done)
-            resume=None, # a checkpoint to continue from: a path, 'last' or `ResumeFrom(path, strict=False)`
+            resume=None, # continue a checkpoint: 'auto' (the newest, if any), 'last' (the newest), a checkpoint's path or name, or `ResumeFrom(path, strict=False)`; `None`: start afresh
            ):
-        "Train for `n_epoch` epochs; `cbs` are added for this call only."
-        if resume is not None:
-            return self._resume_fit(resume, n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+        "Train for `n_epoch` epochs; `cbs` are added for this call only; `resume=` continues from a checkpoint, exactly (nothing changes if it is refused)."
+        spec = _resume_spec(resume)
+        if spec is not None and start_epoch:
+            raise ValueError(f"fit: pass resume= or start_epoch={start_epoch}, not both: a checkpoint knows where it stopped")
         self._check_fit_args(n_epoch, start_epoch, lr)
-        with self.added_cbs(cbs):
+        with self.added_cbs(cbs):   # the fit's callbacks take part in the resume's check (a CheckpointCallback says where 'last' is)
+            resuming = None if spec is None else self._resume_checked(spec, n_epoch, reset_opt)   # refused: nothing changed
+            if resuming is not None:
+                start_epoch = min(resuming.epoch, n_epoch - 1)
+                if resuming.accepted:
+                    warnings.warn(f"Resuming from {resuming.path} with strict=False; the run is not exact: " + '; '.join(resuming.accepted))
             if reset_opt or self.opt is None: self.create_opt()
             if lr is not None: self._set_hyper('lr', lr)
             if wd is not None: self._set_hyper('weight_decay', wd)
-            self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self.n_epoch, self.start_epoch, self.resuming = n_epoch, start_epoch, resuming
             self._fit_depth += 1
             try:
                 with self._loop(): self._with_events(self._do_fit, 'fit', CancelFitException)
-            finally: self._fit_depth -= 1
+            finally: self._fit_depth, self.resuming = self._fit_depth - 1, None
 
     # ---- Evaluation ----------------------------------------------------------------------------------------------
     def _eval_loader(self, ds_idx, dl):
@@ -945,7 +991,7 @@ class Learner:
     _counters = ('epoch', 'iter', 'train_iter', 'n_epoch', 'pct_train')
 
     def state_dict(self) -> dict:
-        "Everything the loop needs to go on: model, optimizer, counters and each callback's `state_dict()` by name. Like torch's, it holds live references that training changes: `snapshot()` is a copy."
+        "Everything the loop needs to go on: model, optimizer, counters and each callback's `state_dict()` by name. Like torch's, it holds live references that training changes: `snapshot_state()` is a copy."
         cbs = {}
         for cb in self.cbs:
             s = cb.state_dict()
@@ -956,14 +1002,14 @@ class Learner:
                 'opt_type': None if self.opt is None else type(self.opt).__name__,
                 'counters': {k: getattr(self, k) for k in self._counters}, 'callbacks': cbs}
 
-    def snapshot(self) -> dict:
-        "A copy of `state_dict()` that later training does not change: `load_state_dict` puts the learner back exactly (random states and loader positions are `fastcb.checkpoint`'s)."
+    def snapshot_state(self) -> dict:
+        "A copy of `state_dict()` that later training does not change: `load_state_dict` puts the learner back exactly (random states and loader positions are a checkpoint's: `fastcb.state`)."
         return _clone(self.state_dict())
 
-    def load_state_dict(self, state:dict, # what `state_dict` or `snapshot` returned (here or in another process)
+    def load_state_dict(self, state:dict, # what `state_dict` or `snapshot_state` returned (here or in another process)
                         strict:bool=True, # refuse a state whose callbacks or model keys differ from this learner's
                        ):
-        "Restore a state from `state_dict` or `snapshot`: everything is checked first, on any error nothing is changed, and the learner shares nothing with `state`."
+        "Restore a state from `state_dict` or `snapshot_state`: everything is checked first, on any error nothing is changed, and the learner shares nothing with `state`."
         problems, skip = self._state_problems(state, strict)
         if problems:
             raise ValueError("The training state does not match this learner, so nothing was loaded:\n- " + '\n- '.join(problems)
@@ -974,7 +1020,7 @@ class Learner:
             warnings.warn(f"load_state_dict: the {' and '.join(live)} tensors of this state are this learner's own (it is "
                           "its state_dict(), which holds live references, not a copy), so they hold the current values "
                           "and restore nothing, while the counters and callbacks go back. To return to an earlier point, "
-                          "keep learn.snapshot() and load that.", stacklevel=2)
+                          "keep learn.snapshot_state() and load that.", stacklevel=2)
         state = _unshared(state)   # training this learner never changes `state`, nor a change to `state` the learner
         before = _clone(self.state_dict())
         with hold_interrupts():   # a Ctrl-C waits until the state is in, or put back
@@ -1022,6 +1068,223 @@ class Learner:
             except BaseException:
                 if not best_effort: raise
 
+    # ---- Files and resuming ------------------------------------------------------------------------------------
+    def _ckpt_path(self, file) -> Path:
+        p = Path(file)
+        if not p.is_absolute() and p.parent == Path('.'): p = Path(self.path) / self.model_dir / p
+        return p if p.suffix else p.with_suffix('.pth')
+
+    def save(self, file:str|Path, # a name (saved in `path/model_dir`, `.pth` added) or a path
+             with_opt:bool=True, # also save the optimizer's state
+            ) -> Path:
+        "Save the model (and the optimizer, if `with_opt`) to `path/model_dir/file.pth`, atomically; return the path. Across processes every rank calls it: rank 0 writes, the others wait for the file."
+        path = self._ckpt_path(file)
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return self._save_here(path, with_opt)
+        error = None
+        if dist.get_rank() == 0:
+            try: self._save_here(path, with_opt)
+            except Exception as e: error = f"{type(e).__name__}: {e}"
+        news = [error]
+        dist.broadcast_object_list(news, src=0)   # the barrier: no rank reads the file before it is written
+        if news[0] is not None: raise RuntimeError(f"Rank 0 could not save {path}: {news[0]}")
+        return path
+
+    def _save_here(self, path:Path, with_opt:bool) -> Path:
+        "Write the model's (and optimizer's) state to `path` from this process."
+        state = {'model': self.model.state_dict()}
+        if with_opt and self.opt is not None: state['opt'], state['opt_type'] = self.opt.state_dict(), type(self.opt).__name__
+        return atomic_save(state, path)
+
+    def load(self, file:str|Path, # a name in `path/model_dir` or a path
+             with_opt:bool=True, # also load the optimizer's state, if the file has one
+             strict:bool=True, # refuse missing or unexpected model keys (shapes must always match)
+             device=None, # where to load the tensors; `None`: the learner's device
+             weights_only:bool|None=None, # `False` unpickles anything, as `torch.load` does (fastai 2.8 passes it); fastcb's files never need it
+            ):
+        "Load a file written by `save` (or a checkpoint, or a plain model state dict): everything is checked first, and on any failure nothing changes."
+        p = self._ckpt_path(file)
+        if not p.exists(): raise FileNotFoundError(f"No checkpoint at {p}; learn.save(name) writes one there")
+        state = read_state_file(p, device if device is not None else self.device, weights_only)
+        if isinstance(state, dict) and 'learner' in state and 'position' in state: state = state['learner']   # a checkpoint file
+        sd = state.get('model', state) if isinstance(state, dict) else None
+        if not isinstance(sd, dict): raise ValueError(f"{p} does not hold a model state dict. Nothing was loaded.")
+        problems = [m for m in model_mismatches(self.model, sd) if strict or m.startswith('shape')] + _value_problems(sd)
+        opt_state = state.get('opt') if with_opt and sd is not state else None
+        if opt_state is not None: problems += _opt_mismatches(self, opt_state, state.get('opt_type'))
+        if problems:
+            raise ValueError(f"The checkpoint {p} does not match this learner, so nothing was loaded:\n- " + '\n- '.join(problems)
+                             + ("\nLoad with with_opt=False to load the model only." if any(m.startswith('optimizer') for m in problems) else ''))
+        if with_opt and opt_state is None and sd is not state:
+            warnings.warn(f"{p} has no optimizer state; only the model was loaded")
+        model_before = _clone(self.model.state_dict())
+        opt_before = None if self.opt is None else _clone(self.opt.state_dict())
+        had_opt = self.opt is not None
+        try:
+            self.model.load_state_dict(sd, strict=strict)
+            if opt_state is not None:
+                if self.opt is None: self.create_opt()
+                self.opt.load_state_dict(opt_state)
+        except BaseException as e:   # Ctrl-C included: put everything back
+            self.model.load_state_dict(model_before)
+            if opt_before is not None: self.opt.load_state_dict(opt_before)
+            elif not had_opt: self.opt = None
+            _note(e, f"fastcb: load({str(file)!r}) failed; the model and optimizer were put back as they were")
+            raise
+        return self
+
+    def _checkpoint_place(self, fname:str='checkpoint', folder:str|Path|None=None) -> tuple[Path, str]:
+        "The folder and file-name prefix of this learner's checkpoints: its checkpoint callback's, else `path/model_dir` and 'checkpoint'."
+        cb = self.cb('checkpoint')   # CheckpointCallback, found by its name (fastcb.checkpoint is above the learner)
+        own = cb is not None and cb.learn is self and callable(getattr(cb, 'checkpoint_dir', None))
+        if folder is None: folder = cb.checkpoint_dir() if own else Path(self.path) / self.model_dir
+        if own and fname == 'checkpoint': fname = cb.fname
+        return Path(folder), fname
+
+    def read_checkpoint(self, path:str|Path, # a checkpoint file, a name in `path/model_dir`, or 'last'/'auto' (the newest in the checkpoint folder)
+                       ) -> tuple[dict, Path]|None:
+        "Find ('last', 'auto') and read a checkpoint, checking its integrity and format version; return it and its path (`None`: 'auto' found none)."
+        path = _check_checkpoint_arg(path, 'read_checkpoint path')
+        if not (isinstance(path, str) and path in _newest):
+            p = self._ckpt_path(path)
+            return _read_checkpoint_file(p), p
+        folder, fname = self._checkpoint_place()
+        return read_newest_checkpoint(folder, fname, path)
+
+    def checkpoint_problems(self, ck:dict, # a checkpoint (from `read_checkpoint`)
+                            n_epoch:int|None=None, # the number of epochs of the fit that resumes it; `None`: not resuming
+                           ) -> tuple[list[str], list[str]]:
+        "What in `ck` does not fit this learner (or this fit): `(hard, relaxable)`; `strict=False` accepts the relaxable ones."
+        state = ck['learner']
+        hard, soft = self._state_problems(state, strict=False)
+        soft = list(soft)
+        saved_mets, mets = ck['fit'].get('metrics'), [m.name for m in self.metrics]
+        if saved_mets is not None and saved_mets != mets:   # the history's rows would not line up with their columns
+            hard.append(f"metrics: the checkpoint's run computed {saved_mets}, this learner computes {mets}: build the "
+                        "Learner with the same metrics, in the same order")
+        for name, key, dl in (('training', 'train', self.dls.train), ('validation', 'valid', self.dls.valid)):
+            soft += _loader_problems(name, dl, ck['loaders'][key])
+        saved_n = ck['fit']['n_epoch']
+        if n_epoch is not None and saved_n != n_epoch:
+            soft.append(f"n_epoch: the checkpoint was written by a fit of n_epoch={saved_n}, this fit has n_epoch={n_epoch}")
+        if n_epoch is not None and ck['fit'].get('stage') != self.fit_stage:
+            hard.append(f"stage: the checkpoint was written by {ck['fit']['stage'] or 'a plain fit'}, this fit is "
+                        f"{self.fit_stage or 'a plain fit'}: resume it with the method that wrote it (fine_tune(..., resume=...) for its stages)")
+        if ck['fit']['world_size'] != self.world_size:
+            soft.append(f"world size: the checkpoint was written by {ck['fit']['world_size']} process(es), this run has {self.world_size}")
+        return hard, soft
+
+    def _read_resume(self, spec) -> tuple[dict, Path]|None:
+        "`spec`'s checkpoint and its path: the one it holds (taken, so used once), else read now; `None`: 'auto' found none."
+        return spec.__dict__.pop('_read', None) or self.read_checkpoint(spec.path)
+
+    def _resume_checked(self, spec, n_epoch:int, reset_opt:bool) -> Resuming|None:
+        "Read and check `spec`'s checkpoint against this learner, its callbacks now, and a fit of `n_epoch`, changing nothing; `None`: 'auto' found none."
+        found = self._read_resume(spec)
+        if found is None: return None
+        ck, p = found
+        with _opt_of_fit(self, reset_opt): hard, soft = self.checkpoint_problems(ck, n_epoch)
+        if hard or (soft and spec.strict): raise _mismatch_error(p, hard, soft, 'this learner and fit')
+        for cb in self.cbs:   # a folder a callback cannot write would stop the fit after the others reset themselves
+            check = getattr(cb, 'check_folder', None)
+            if callable(check) and handles(cb, 'before_fit', True, self.rank): check()
+        r = Resuming(ck, p, spec.strict, data_ok=not any(s.startswith('data') for s in soft))
+        r.accepted = soft   # the differences strict=False accepted: the fit warns
+        return r
+
+    def _apply_checkpoint(self, ck:dict, strict:bool=True, loaders:bool=True, rng:bool=True):
+        "Load everything of checkpoint `ck` into this learner: all of it, or (on any error, Ctrl-C included) none of it."
+        before, had = _clone(self.state_dict()), [(cb, set(cb.__dict__)) for cb in self.cbs]
+        dls = self.dls
+        loaders_before = [(dl, _loader_position(dl)) for dl in (dls.train, dls.valid)]
+        rng_before, grads_before = rng_state(), {n: p.grad for n, p in self.model.named_parameters()}
+        try:
+            _load_in_place(self, ck['learner'], strict)
+            _set_grads(self, ck.get('grads', {}))
+            if loaders:
+                _restore_loader(dls.train, ck['loaders']['train'])
+                _restore_loader(dls.valid, ck['loaders']['valid'])
+            if rng: set_rng_state(ck['rng'][min(self.rank, len(ck['rng']) - 1)])
+        except BaseException as e:
+            self._apply_state(before, strict=False, best_effort=True)
+            for cb, keys in had:   # what the load added (a fresh callback has no count or history yet) goes too
+                for k in set(cb.__dict__) - keys: del cb.__dict__[k]
+            for dl, pos in loaders_before: _restore_loader(dl, pos)
+            set_rng_state(rng_before)
+            for n, p in self.model.named_parameters(): p.grad = grads_before.get(n)
+            _note(e, "fastcb: the learner, its loaders and the random state were put back as they were")
+            raise
+
+    def _apply_resume(self, r:Resuming):
+        "Put the checkpoint's state back, after every callback's `before_fit` and before the first epoch; the loop starts at its epoch."
+        self._apply_checkpoint(r.checkpoint, r.strict, loaders=r.data_ok, rng=not r.mid_epoch)
+        self.start_epoch = r.epoch   # a checkpoint at the end of training: no epoch left, only after_fit runs
+
+    def _resumed_batches(self, r:Resuming):
+        "The first epoch of a fit resumed mid-epoch: the callbacks' per-epoch state back, then the batches from the checkpoint's on."
+        r.mid_epoch = False
+        ck, start, dl = r.checkpoint, r.batch, self.dl
+        _reload_epoch_state(self, ck['learner'], ck['loaders']['train'].get('recorded', 0))   # before_epoch/before_train reset it
+        discard = 0 if skip_batches(dl, start) else start
+        if discard:
+            how = resumable(dl)
+            warnings.warn(f"The training loader ({type(dl).__name__}) cannot start mid-epoch (resumable: {how!r}), so resuming "
+                          f"at batch {start} of epoch {r.epoch} loads and discards {start} batches; "
+                          + ("the run is exact only if it yields the same batches in the same order every time" if how == 'epoch'
+                             else "its order is not reproducible, so the rest of this epoch sees other batches than the original run"))
+        self.n_iter, self._next_batch, self._in_batch = n_batches(dl), start, False
+        it = iter(dl)
+        for _ in range(discard): next(it, None)
+        rng, restored = ck['rng'][min(self.rank, len(ck['rng']) - 1)], False
+        for i, b in enumerate(it, start):
+            if not restored: set_rng_state(rng); restored = True   # after the loader made the batch, as when it was saved
+            self.one_batch(i, b)
+        if not restored: set_rng_state(rng)
+        self._in_batch = None
+
+    def check_resume(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
+                     n_epoch:int, # the number of epochs of the fit that will resume it
+                     cbs=None, # the callbacks that fit adds (they take part in the check; a CheckpointCallback says where 'last' is)
+                     reset_opt:bool=False, # the fit builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
+                    ) -> ResumeFrom|None:
+        "Every check `fit(n_epoch, cbs=cbs, resume=resume)` makes before training, changing nothing; return the `resume=` to pass it: `None` (start afresh) or the checkpoint found, already read."
+        spec = _resume_spec(resume)
+        if spec is None: return None
+        self._check_fit_args(n_epoch, 0)
+        with self.added_cbs(cbs): r = self._resume_checked(spec, n_epoch, reset_opt)
+        return None if r is None else _read_spec(r.checkpoint, r.path, spec.strict)
+
+    @contextlib.contextmanager
+    def in_stage(self, name:str, # the stage's name, e.g. 'frozen'
+                ):
+        "Context manager: fits in the block are stage `name` of a method that runs several (`fine_tune`); their checkpoints record it."
+        old, self.fit_stage = self.fit_stage, name
+        try: yield self
+        finally: self.fit_stage = old
+
+    def resume_stages(self, resume, # what the method was given as `resume`: `None`, 'auto', 'last', a path or a `ResumeFrom`
+                      stages:list|dict, # its stages' names, in the order their fits run; `{name: n_epoch}`: also check the checkpoint against its stage's fit
+                      cbs=None, # the callbacks the method's fits add (they take part in the check; a CheckpointCallback says where 'last' is)
+                      reset_opt:bool=False, # the method builds a new optimizer (the checkpoint's is compared with one from `opt_func`)
+                     ) -> dict:
+        "The `resume=` of each stage's fit: the checkpoint for its own stage, `False` (skip it) before, `None` (start afresh) after; all `None` without `resume` or a checkpoint for 'auto'. Ask before changing the learner."
+        spec, names = _resume_spec(resume), list(stages)
+        afresh = {s: None for s in names}
+        if spec is None: return afresh
+        with self.added_cbs(cbs):
+            found = self._read_resume(spec)
+            if found is None: return afresh
+            ck, p = found
+            stage = ck['fit']['stage']
+            if stage not in names:
+                raise ValueError(f"{p} was written by " + ("a fit that is not a stage of a multi-fit method: resume it with "
+                                 "learn.fit(..., resume=...)" if stage is None else f"stage {stage!r}, which is not one of {names}"))
+            if isinstance(stages, dict):
+                self._check_fit_args(stages[stage], 0)
+                with self.in_stage(stage): self._resume_checked(_read_spec(ck, p, spec.strict), stages[stage], reset_opt)
+        i = names.index(stage)
+        return {s: False if j < i else _read_spec(ck, p, spec.strict) if j == i else None for j, s in enumerate(names)}
+
     # ---- Inspection ------------------------------------------------------------------------------------------------
     def show_training_loop(self):
         "Print, for each event in loop order, the callbacks the learner will call, from its dispatch tables."
@@ -1058,6 +1321,3 @@ def freeze(self, train_bn:bool=True):
 def unfreeze(self):
     "Train every parameter group."
     return self.freeze_to(0)
-
-# %% ../nbs/01_learner.ipynb #9444806e
-from . import checkpoint as _checkpoint   # adds Learner.save and Learner.load

@@ -8,8 +8,8 @@ import torch
 from .recorder import Metric, find_bs
 
 # %% auto #0
-__all__ = ['rmse', 'accuracy', 'error_rate', 'top_k_accuracy', 'accuracy_multi', 'Precision', 'Recall', 'FBeta', 'F1Score', 'mse',
-           'mae', 'RMSE', 'R2Score']
+__all__ = ['rmse', 'accuracy', 'error_rate', 'top_k_accuracy', 'accuracy_multi', 'Precision', 'Recall', 'FBeta', 'F1Score',
+           'flatten_check', 'mse', 'mae', 'RMSE', 'R2Score']
 
 # %% ../nbs/03_metrics.ipynb #14c16b94
 def accuracy(inp, targ, axis:int=-1):
@@ -121,11 +121,16 @@ class F1Score(FBeta):
         super().__init__(1., axis=axis, labels=labels, pos_label=pos_label, average=average, sample_weight=sample_weight)
 
 # %% ../nbs/03_metrics.ipynb #30ee1da0
-def _flat_pair(inp, targ):
+def flatten_check(inp:torch.Tensor, targ:torch.Tensor) -> tuple:
+    "`inp` and `targ` flattened, after checking that they have the same number of elements (fastai's `flatten_check`)."
     if inp.numel() != targ.numel():
-        raise ValueError(f"regression metric: predictions {tuple(inp.shape)} and targets {tuple(targ.shape)} "
-                         "have different numbers of elements")
-    return inp.reshape(-1).float(), targ.reshape(-1).float()
+        raise ValueError(f"predictions {tuple(inp.shape)} and targets {tuple(targ.shape)} have different numbers of "
+                         "elements, so they cannot be compared item by item: check the model's output size")
+    return inp.reshape(-1), targ.reshape(-1)
+
+def _flat_pair(inp, targ):
+    inp, targ = flatten_check(inp, targ)
+    return inp.float(), targ.float()
 
 def mse(inp, targ):
     "Mean squared error."

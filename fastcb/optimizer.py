@@ -4,12 +4,12 @@
 
 # %% ../nbs/01a_optimizer.ipynb #24e42330
 from __future__ import annotations
-import types
+import math, numbers, types
 from collections.abc import MutableMapping, Sequence
 import torch
 
 # %% auto #0
-__all__ = ['hyper_key', 'HyperView', 'Hypers', 'set_hyper', 'set_hypers', 'add_fastai_api']
+__all__ = ['hyper_key', 'HyperView', 'expand_per_group', 'Hypers', 'set_hyper', 'set_hypers', 'add_fastai_api']
 
 # %% ../nbs/01a_optimizer.ipynb #454d2b48
 _translated = {'mom': (('betas', 0), ('momentum', None)), 'sqr_mom': (('betas', 1), ('alpha', None)), 'wd': (('weight_decay', None),)}
@@ -60,6 +60,36 @@ class HyperView(MutableMapping):
     def __len__(self): return sum(1 for _ in self)
     def __repr__(self): return repr(dict(self))
 
+# %% ../nbs/01a_optimizer.ipynb #9bcc3f4b
+def _is_real(v) -> bool:
+    "Is `v` a real number (a Python or NumPy int or float), not a bool?"
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+def _check_slice(val:slice, key:str='lr') -> slice:
+    "Return `val` if it is a slice that can be spread geometrically over parameter groups: positive, finite ends (`start` optional)."
+    start_ok = val.start is None or _is_real(val.start) and 0 < val.start < math.inf
+    if not (start_ok and _is_real(val.stop) and 0 < val.stop < math.inf):
+        raise ValueError(f"{key}={val!r}: a slice spreads values over the parameter groups geometrically, from start to "
+                         "stop, so both must be positive, finite numbers (start may be left out: slice(None, stop) gives "
+                         "stop/10 to every group but the last)")
+    return val
+
+def expand_per_group(val, # a number, a list or tuple of `n_groups` numbers, or a `slice`
+                     n_groups:int, # how many parameter groups the optimizer has
+                     key:str='lr', # the hyper-parameter's name, for error messages
+                    ) -> list:
+    "One value per parameter group from `val`: a number, a list of `n_groups` numbers, or a `slice` spread geometrically."
+    if isinstance(val, slice):
+        _check_slice(val, key)
+        if val.start is None: return [val.stop / 10] * (n_groups - 1) + [val.stop]
+        if n_groups == 1: return [val.stop]
+        ratio = (val.stop / val.start) ** (1 / (n_groups - 1))
+        return [val.start * ratio ** i for i in range(n_groups)]
+    vals = list(val) if isinstance(val, (list, tuple)) else [val] * n_groups
+    if len(vals) != n_groups:
+        raise ValueError(f"{key} has {len(vals)} values but the optimizer has {n_groups} parameter groups")
+    return vals
+
 # %% ../nbs/01a_optimizer.ipynb #9b2f4814
 class Hypers(Sequence):
     "`opt.hypers`: one live `HyperView` per parameter group of the torch optimizer `opt`, as fastai's `Optimizer.hypers`."
@@ -73,7 +103,6 @@ class Hypers(Sequence):
 
 def _planned(opt, name:str, value) -> list:
     "The writes `set_hyper(name, value)` would do, as `(view, value)` pairs; raises before anything is written."
-    from fastcb.learner import expand_per_group   # here, not at import: fastcb.learner imports this module
     views = list(Hypers(opt))
     for h in views: h._where(name)
     return list(zip(views, expand_per_group(value, len(views), name)))

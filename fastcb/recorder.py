@@ -9,13 +9,86 @@ import torch
 from .callback.core import Callback, class2attr, patch_to
 
 # %% auto #0
-__all__ = ['find_bs', 'Metric', 'AvgMetric', 'AvgLoss', 'AvgSmoothLoss', 'UpdateComputeMetric', 'mk_metric', 'Recorder']
+__all__ = ['apply', 'item_find', 'find_device', 'find_bs', 'maybe_gather', 'to_detach', 'to_cpu', 'to_float', 'to_half', 'to_np',
+           'to_concat', 'detuplify', 'Metric', 'AvgMetric', 'AvgLoss', 'AvgSmoothLoss', 'UpdateComputeMetric',
+           'mk_metric', 'Recorder']
+
+# %% ../nbs/02_recorder.ipynb #e64fcf20
+def apply(func, x, *args, **kwargs):
+    "Apply `func` to every leaf of `x` (nested lists, tuples and dicts), keeping the structure (fastai's `apply`)."
+    if isinstance(x, (list, tuple)): return type(x)([apply(func, o, *args, **kwargs) for o in x])
+    if isinstance(x, dict): return {k: apply(func, v, *args, **kwargs) for k, v in x.items()}
+    return func(x, *args, **kwargs)
+
+def item_find(x, # a tensor, or nested lists, tuples and dicts of them
+              idx:int=0, # which element to look into at the top level (a key for a dict)
+             ):
+    "The first leaf of `x` (or its `idx`-th at the top level), looking into lists, tuples and dicts (fastai's `item_find`)."
+    if isinstance(x, (list, tuple)): return item_find(x[idx])
+    if isinstance(x, dict): return item_find(x[list(x)[idx] if isinstance(idx, int) else idx])
+    return x
+
+def find_device(b) -> torch.device:
+    "The device of the first tensor of `b`."
+    return item_find(b).device
+
+def find_bs(b) -> int:
+    "The batch size of `b` (a batch, a tuple of inputs or targets, or one tensor): the first dimension of its first tensor."
+    t = b[0] if type(b) is tuple and b and isinstance(b[0], torch.Tensor) else item_find(b)   # the usual case, one call
+    return t.shape[0]
+
+def maybe_gather(x:torch.Tensor, # this process's tensor (the same shape on every process)
+                 axis:int=0, # the dimension to concatenate along
+                ) -> torch.Tensor:
+    "`x` from every process, concatenated along `axis`, in a distributed run (same shape on every process); `x` otherwise."
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1: return x
+    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=axis) if x.dim() else torch.stack(parts)
+
+def to_detach(b, # a tensor, or nested lists, tuples and dicts of them
+              cpu:bool=True, # move them to the CPU
+              gather:bool=True, # gather them from every process in a distributed run
+             ):
+    "The tensors of `b` detached, gathered from every process if `gather` (`maybe_gather`), and moved to the CPU if `cpu`."
+    def _one(x):
+        if not isinstance(x, torch.Tensor): return x
+        x = x.detach()
+        if gather: x = maybe_gather(x)
+        return x.cpu() if cpu else x
+    return apply(_one, b)
+
+def to_cpu(b):
+    "The tensors of `b` moved to the CPU."
+    return apply(lambda x: x.cpu() if isinstance(x, torch.Tensor) else x, b)
+
+def to_float(b):
+    "The floating-point tensors of `b` as float32 (others unchanged)."
+    return apply(lambda x: x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x, b)
+
+def to_half(b):
+    "The floating-point tensors of `b` as float16 (others unchanged)."
+    return apply(lambda x: x.half() if isinstance(x, torch.Tensor) and x.is_floating_point() else x, b)
+
+def to_np(x):
+    "The tensors of `x` as NumPy arrays (detached, on the CPU)."
+    return apply(lambda o: o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else o, x)
+
+def to_concat(xs:list, # batches: tensors, or tuples, lists or dicts of them
+              dim:int=0, # the dimension to concatenate along
+             ):
+    "Concatenate a list of batches along `dim`: tensors, or tuples, lists and dicts of them, position by position."
+    if not xs: return xs
+    if isinstance(xs[0], (list, tuple)): return type(xs[0])([to_concat([x[i] for x in xs], dim) for i in range(len(xs[0]))])
+    if isinstance(xs[0], dict): return {k: to_concat([x[k] for x in xs], dim) for k in xs[0]}
+    return torch.cat(xs, dim=dim)
+
+def detuplify(x):
+    "`x[0]` if `x` has one element, else `x`."
+    return x[0] if len(x) == 1 else x
 
 # %% ../nbs/02_recorder.ipynb #53752d70
-def find_bs(yb) -> int:
-    "Batch size of a tuple of targets (or inputs): the length of its first element."
-    return len(yb[0])
-
 class Metric:
     "Base class of metrics: `reset()`, `accumulate(learn)`, `value`, `name`."
     def reset(self):
@@ -98,9 +171,9 @@ class AvgSmoothLoss(Metric):
         self.raw.extend(raw)
     @property
     def value(self):
-        "The current smoothed loss (reading it moves pending losses to the host)."
+        "The current smoothed loss, a 0-d CPU tensor as fastai's (reading it moves pending losses to the host)."
         self.flush()
-        return self.history[-1] if self.history else None
+        return torch.tensor(self.history[-1]) if self.history else None
     @property
     def name(self): return 'smooth_loss'
 
@@ -151,10 +224,28 @@ class Recorder(Callback):
     def __init__(self, add_time:bool=True, train_metrics:bool=False, valid_metrics:bool=True, beta:float=0.98):
         self.add_time, self.train_metrics, self.valid_metrics = add_time, train_metrics, valid_metrics
         self.loss, self.smooth_loss = AvgLoss(), AvgSmoothLoss(beta=beta)
-        self.lrs, self.losses, self.raw_losses, self.values, self.iters = [], [], [], [], []
+        self.lrs, self.values, self.iters = [], [], []
         self.hps = {'lr': self.lrs}
-        self.last_valid, self.log, self._last_loss = None, None, None
+        self.last_valid, self.log, self._last_loss, self._log_open, self._train_floats = None, None, None, False, None
         self._train_started = self._valid_started = False
+        self.start_epoch, self.cancel_train, self.cancel_valid = None, False, False   # fastai's names
+
+    # Lazy: the losses reach the host when read (one transfer for all pending), never per batch unless read per batch.
+    @property
+    def losses(self) -> list:
+        "The smoothed training loss of every batch so far, as floats (reading it moves pending losses to the host)."
+        self.smooth_loss.flush()
+        return self.smooth_loss.history
+    @losses.setter
+    def losses(self, v): self.smooth_loss.history = v
+
+    @property
+    def raw_losses(self) -> list:
+        "The training loss of every batch so far, as floats (reading it moves pending losses to the host)."
+        self.smooth_loss.flush()
+        return self.smooth_loss.raw
+    @raw_losses.setter
+    def raw_losses(self, v): self.smooth_loss.raw = v
 
     @property
     def metrics(self) -> list:
@@ -168,7 +259,6 @@ class Recorder(Callback):
     def before_fit(self):
         self.lrs, self.values, self.iters, self._batch_sizes = [], [], [], []
         self.smooth_loss.reset()
-        self.losses, self.raw_losses = self.smooth_loss.history, self.smooth_loss.raw
         names = ['train_loss', 'valid_loss']
         if self.train_metrics: names += [f'train_{m.name}' for m in self.metrics]
         if self.valid_metrics: names += [f'valid_{m.name}' if self.train_metrics else m.name for m in self.metrics]
@@ -180,9 +270,17 @@ class Recorder(Callback):
     def _new_epoch(self):
         self._start, self._epoch_first = time.perf_counter(), len(self._batch_sizes)
         self.last_valid, self._train_started, self._train_vals, self._loss_override = None, False, None, None
+        self._log_open, self._train_floats, self._train_mean = False, None, None
 
     # Also called at the end of before_fit and after_epoch, in case an earlier callback cancels before_epoch.
-    def before_epoch(self): self._new_epoch()
+    def before_epoch(self):
+        self._new_epoch()
+        # As fastai: `log` fills during the epoch (the epoch, then the training loss, then the validation figures).
+        self.log, self._log_open = [self.learn.epoch], True
+        self.start_epoch, self.cancel_train, self.cancel_valid = time.time(), False, False
+
+    def after_cancel_train(self): self.cancel_train = True
+    def after_cancel_validate(self): self.cancel_valid = True
 
     # A callback that runs earlier may cancel a stage before the Recorder's `before_` handler has run:
     # `_train_started`/`_valid_started` tell the `after_` handlers whether this pass's metrics were reset.
@@ -193,6 +291,7 @@ class Recorder(Callback):
     def after_train(self):
         # The same metric objects are reset for validation: keep their training values (still on the device).
         if self._train_started and self.train_metrics: self._train_vals = [m.value for m in self._train_mets]
+        if self._log_open: self.log = self.log + [self._train_loss()]   # a new list: a nested loop puts the old one back
 
     def before_validate(self):
         self._valid_mets, self._valid_started = self._mets(False), True
@@ -223,6 +322,15 @@ class Recorder(Callback):
         if not self._valid_started: self.last_valid = [None] * len(self._mets(False)); return
         self._valid_started = False
         self.last_valid = _to_floats([m.value for m in self._valid_mets])
+        if self._log_open and len(self.log) == 2: self.log = self.log + self.last_valid[:1] + self._train_row() + self.last_valid[1:]
+
+    def _train_row(self) -> list:
+        "The training metrics' values as floats (with `train_metrics`), moved to the host once however often asked."
+        if not self.train_metrics: return []
+        if not self._train_vals: return [None] * len(self.metrics)
+        if self._train_floats is None or self._train_floats[0] is not self._train_vals:
+            self._train_floats = (self._train_vals, _to_floats(self._train_vals))
+        return list(self._train_floats[1])
 
     # ---- The epoch's training figures, for callbacks that combine them (a run over several processes) --------
     def epoch_train_sums(self) -> tuple:
@@ -247,17 +355,19 @@ class Recorder(Callback):
     def _train_loss(self):
         "Mean training loss of the current epoch, or what `set_epoch_train` put in."
         if self._loss_override is not None: return self._loss_override
-        total, n = self.epoch_train_sums()
-        return total / n if n else None
+        n_batches = len(self._batch_sizes)
+        if self._train_mean is None or self._train_mean[0] != n_batches:   # `log` asked for it at after_train already
+            total, n = self.epoch_train_sums()
+            self._train_mean = (n_batches, total / n if n else None)
+        return self._train_mean[1]
 
     def after_epoch(self):
-        self.smooth_loss.flush()
         self.iters.append(len(self.losses))
         row = [self._train_loss()]
         n_valid = 1 + (len(self.metrics) if self.valid_metrics else 0)
         valid = self.last_valid if self.last_valid is not None else [None] * n_valid
         row += [valid[0]]
-        if self.train_metrics: row += _to_floats(self._train_vals) if self._train_vals else [None] * len(self.metrics)
+        row += self._train_row()
         row += valid[1:]
         self.values.append(row)
         self.log = [self.learn.epoch] + row + ([_fmt_time(time.perf_counter() - self._start)] if self.add_time else [])
@@ -304,7 +414,6 @@ class Recorder(Callback):
         if sm is not None:
             sl = self.smooth_loss
             sl.count, sl.val, sl.history, sl.raw, sl.pending = sm['count'], sm['val'], list(sm['history']), list(sm['raw']), []
-            self.losses, self.raw_losses = sl.history, sl.raw
 
     def _nested_save(self):
         "Before a loop inside this one (`validate` from a callback): the per-pass state and the metrics' accumulations."

@@ -112,13 +112,13 @@ def snapshot(learn) -> dict:
             'loss_func': learn.loss_func, 'device': learn.device, 'n_batches': (len(learn.dls.train), len(learn.dls.valid))}
 
 def problems_after_fault(learn, before:dict, err, exc, where, rng:bool|tuple=True) -> list[str]:
-    "What a fit stopped by `exc` left wrong: the exception, the process state, the learner (empty if nothing). `where`: the `FaultAt` that raised, or `(callback, event)` the error's note must name; `rng`: which generators must be unchanged (True: all)."
+    "What a fit stopped by `exc` left wrong: the exception, the process state, the learner (empty if nothing). `where`: the `FaultAt` that raised, `(callback, event)` the error's note must name, or the note itself (a fault in the learner's own work); `rng`: which generators must be unchanged (True: all)."
     if isinstance(where, FaultAt):
         if where.fired is None: return [f'the fault was never raised (the fit ended with {err!r})']
         where = (repr(where), where.fired)
     out = []
     if type(err) is not exc: return [f'{exc.__name__} came out of fit as {type(err).__name__}: {err!r}']
-    note = f"fastcb: raised in callback {where[0]}, event '{where[1]}'"
+    note = where if isinstance(where, str) else f"fastcb: raised in callback {where[0]}, event '{where[1]}'"
     if note not in getattr(err, '__notes__', ()): out.append(f'no note {note!r} on the error: {getattr(err, "__notes__", None)}')
     if _process_state() != before['process']: out.append(f"process state {_process_state()} != {before['process']} before")
     if rng:

@@ -259,3 +259,61 @@ def test_each_learner_compiles_on_its_own():
         learn = mlp_learner(n=100).compile(step=True, backend='eager')
         with pytest.warns(UserWarning, match="the batch's shapes changed"): learn.fit(1)
         assert learn.compiled_step.recompiles == 1
+
+class GradNorms(Callback):
+    "Keep `learn.step_stats['grad_norm']` after each training batch (device tensors, read once at the end)."
+    wants_step_stats = ('grad_norm',)
+    def before_fit(self): self.kept = []
+    def after_batch(self):
+        if self.training: self.kept.append(self.learn.step_stats.get('grad_norm'))
+
+def _hand_written_norms(learn, n_epochs, max_norm=math.inf):
+    "The learner's data, model and optimizer in a hand-written loop: what clip_grad_norm_ returns before each step."
+    model, opt, norms = learn.model, torch.optim.Adam(learn.model.parameters(), lr=1e-2), []
+    for _ in range(n_epochs):
+        model.train()
+        for xb, yb in learn.dls.train:
+            learn.loss_func(model(xb), yb).backward()
+            norms.append(nn.utils.clip_grad_norm_(model.parameters(), max_norm, foreach=True))
+            opt.step(); opt.zero_grad()
+    return torch.stack(norms)
+
+@pytest.mark.parametrize('backend', ['eager', 'aot_eager'])
+@pytest.mark.parametrize('clip', [None, 0.5])
+def test_grad_norm_equal_in_eager_and_compiled_mode(backend, clip):
+    def cbs(): return [GradNorms()] + ([] if clip is None else [GradientClip(clip)])
+    eager, comp = mlp_learner(cbs=cbs()), mlp_learner(cbs=cbs()).compile(step=True, backend=backend)
+    eager.fit(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')             # no fallback to eager, no recompilation
+        comp.fit(2)
+    assert comp.compiled_step.eager_reason is None
+    e, c = torch.stack(eager.grad_norms.kept), torch.stack(comp.grad_norms.kept)
+    assert e.shape == c.shape == (16,) and e.dtype == c.dtype == torch.float32
+    hand = _hand_written_norms(mlp_learner(), 2, math.inf if clip is None else clip)
+    assert torch.equal(e, hand)                    # eager: exactly what clip_grad_norm_ returns
+    assert torch.equal(c[0], e[0])                 # compiled: the first step's gradients are the same ...
+    torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-6)   # ... then lr is a float32 tensor: rounding only
+
+def test_grad_norm_with_accumulation_compiled_is_published_at_each_step():
+    def cbs(): return [GradNorms(), GradientAccumulation(3)]
+    eager, comp = mlp_learner(cbs=cbs()), mlp_learner(cbs=cbs()).compile(step=True, backend='eager')
+    eager.fit(1); comp.fit(1)
+    assert comp.compiled_step.eager_reason is None
+    # 8 batches: steps after batches 3, 6 and 8; a micro-batch leaves the last step's norm (none before the first step)
+    assert eager.grad_norms.kept[:2] == comp.grad_norms.kept[:2] == [None, None]
+    e, c = torch.stack(eager.grad_norms.kept[2:]), torch.stack(comp.grad_norms.kept[2:])
+    assert len(set(map(float, e))) == 3 and torch.equal(e[0], e[2]) and not torch.equal(e[2], e[3])   # batches 3 to 8
+    torch.testing.assert_close(c, e, rtol=1e-4, atol=1e-6)
+
+def test_an_event_inside_the_step_still_runs_the_step_eagerly_with_its_stats():
+    "The fallback to eager is the same step, spec included: the stats are published, the clipping done."
+    class ReadsGrads(Callback):
+        def before_step(self): self.seen = True
+    eager = mlp_learner(cbs=[GradNorms(), GradientClip(0.5)])
+    comp = mlp_learner(cbs=[GradNorms(), GradientClip(0.5), ReadsGrads()]).compile(step=True, backend='eager')
+    eager.fit(1)
+    with pytest.warns(UserWarning, match=r"ReadsGrads handles 'before_step'"): comp.fit(1)
+    assert comp.reads_grads.seen and comp.compiled_step.compiled is False
+    assert torch.equal(torch.stack(comp.grad_norms.kept), torch.stack(eager.grad_norms.kept))
+    assert torch.equal(_params(comp), _params(eager))

@@ -41,8 +41,9 @@ from fastcb.learner import Learner
 from fastcb.recorder import Metric
 from fastcb.data import digits_dls
 from fastcb.metrics import accuracy, F1Score
-from fastcb.callback.core import Callback
+from fastcb.callback.core import Callback, CancelBatchException, CancelTrainException, CancelFitException
 from fastcb.callback.training import GradientAccumulation
+from fastcb.data import TensorLoader, DataLoaders
 from fastcb.callback.tracker import EarlyStoppingCallback
 from fastcb.callback.progress import ProgressCallback
 import fastcb.callback.schedule
@@ -61,14 +62,15 @@ def mk_learn(**kw):
     learn.remove_cb(ProgressCallback)
     return learn
 
-def hand_ddp(n_acc=1):
-    "Plain DDP, written by hand, over the same shards of the same (seed, epoch) order."
+def hand_ddp(n_acc=1, skip=()):
+    "Plain DDP, written by hand, over the same shards of the same (seed, epoch) order; the batches in `skip` are left out on every rank."
     dls = digits_dls(bs=32, flat=True, seed=1)
     dls.train.shard(dist.get_rank(), dist.get_world_size())
     ddp = nn.parallel.DistributedDataParallel(mk_model().to(DEV), device_ids=[DEV.index] if CUDA else None)
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-2)
     n = len(dls.train)
     for i, (x, y) in enumerate(dls.train):
+        if i in skip: continue
         x, y = x.to(DEV), y.to(DEV)
         step = (i + 1) % n_acc == 0 or i == n - 1
         with (ddp.no_sync() if not step else torch.enable_grad()):
@@ -85,6 +87,28 @@ class Batches(Metric):
     def accumulate(self, learn): self.hits.append((learn.pred.argmax(-1) == learn.yb[0]).float())
     @property
     def value(self): return torch.cat(self.hits).mean() if self.hits else None
+
+class CancelAt(Callback):
+    "Raise `exc` in training at the (rank, epoch, iter) keys of `at`, from the event each names."
+    def __init__(self, at, exc=CancelBatchException): self.at, self.exc = at, exc
+    def _maybe(self, event):
+        l = self.learn
+        if l.training and self.at.get((l.rank, l.epoch, l.iter)) == event: raise self.exc()
+    def before_batch(self): self._maybe('before_batch')
+    def after_loss(self): self._maybe('after_loss')
+    def before_step(self): self._maybe('before_step')
+
+def weights_agree(learn):
+    "Every rank's weights, gathered: are they equal (torch.equal) to rank 0's?"
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, [p.detach().cpu() for p in learn.model.parameters()])
+    return all(torch.equal(a, b) for w in every for a, b in zip(w, every[0]))
+
+def dls33():
+    "33 validation items: over 2 ranks in batches of 8, unpadded shards would have 2 and 3 batches."
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(97, 64, generator=g), torch.randint(0, 10, (97,), generator=g)
+    return DataLoaders(TensorLoader(x[:64], y[:64], bs=8, shuffle=True, seed=1), TensorLoader(x[64:], y[64:], bs=8))
 
 class CountCollectives(Callback):
     "Count torch.distributed calls made inside training batches, and DDP's gradient buckets."
@@ -162,6 +186,47 @@ def main():
     with learn.no_logging(), learn.distrib_ctx():
         try: learn.lr_find(num_it=10, show_plot=False); out['lr_find'] = 'ran'
         except RuntimeError as e: out['lr_find'] = str(e)[:40]
+    # 8. padded validation shards: every rank the same number of batches, metrics exactly those of one process
+    learn = Learner(dls33(), mk_model(), nn.CrossEntropyLoss(), lr=1e-2, device=DEV, metrics=[accuracy, F1Score(average='macro'), Batches()])
+    learn.remove_cb(ProgressCallback)
+    with learn.no_logging(), learn.distrib_ctx():
+        learn.fit(1)
+        out['pad_rows'], out['pad_valid'], out['pad_n_valid'] = learn.recorder.values, learn.validate(), len(learn.dls.valid)
+    out['pad_single'] = learn.validate()
+    # 9. a training batch skipped on some ranks only: no hang, the same weights; skipped on every rank: as plain DDP without it
+    learn = mk_learn(cbs=CancelAt({(1, 0, 2): 'before_batch', (0, 0, 4): 'after_loss'}))
+    with learn.no_logging(), learn.distrib_ctx():
+        learn.fit(1)
+        out['skip_some_joins'] = learn.cb(fd.DistributedCallback).n_joins
+    out['skip_some_agree'] = weights_agree(learn)
+    learn = mk_learn(cbs=CancelAt({(r, 0, 3): 'before_batch' for r in range(dist.get_world_size())}))
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+    out['skip_all_parity'] = same_weights(learn.model, hand_ddp(skip={3}))
+    # 10. stops raised on one rank only: CancelTrainException, and CancelFitException (agreed at the epoch's reduction)
+    learn = mk_learn(cbs=CancelAt({(0, 0, 2): 'before_batch'}, CancelTrainException), metrics=accuracy)
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+    out['stop_train_agree'], out['stop_train_rows'] = weights_agree(learn), learn.recorder.values
+    learn = mk_learn(cbs=CancelAt({(1, 1, 3): 'after_loss'}, CancelFitException), metrics=accuracy)
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(3)
+    out['stop_fit_agree'], out['stop_fit_epoch'], out['stop_fit_rows'] = weights_agree(learn), learn.epoch, learn.recorder.values
+    # 12. a step skipped on one rank after the gradients were synchronised cannot be joined: the same error on every rank
+    learn = mk_learn(cbs=CancelAt({(1, 0, 2): 'before_step'}))
+    try:
+        with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+        out['diverged'] = 'ran'
+    except RuntimeError as e: out['diverged'] = str(e)
+    # 11. a strategy set after the optimizer holds a state that differs between ranks: refused, nothing changed
+    learn = mk_learn()
+    learn.dls.train.shard(rank, dist.get_world_size())   # each rank trains alone on its own part
+    with learn.no_logging(): learn.fit(1)
+    learn.dls.train.shard(0, 1)
+    try:
+        with learn.distrib_ctx(): out['opt_state'] = 'ran'
+    except RuntimeError as e: out['opt_state'] = str(e)
+    out['opt_state_after'] = (type(learn.model).__name__, type(getattr(learn, 'strategy', None)).__name__)
+    learn.opt = None   # what the error says to do
+    with learn.no_logging(), learn.distrib_ctx(): learn.fit(1)
+    out['opt_state_fresh'] = weights_agree(learn)
     # 7. a model that differs between ranks: the same clear error on every rank, no hang
     learn = mk_learn()
     if rank == 1 or dist.get_world_size() == 1: learn.model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
@@ -170,7 +235,7 @@ def main():
     except RuntimeError as e: out['mismatch'] = str(e)
     out['group_after'] = dist.is_initialized()
     out['world_size'], out['n_train'] = dist.get_world_size(), len(digits_dls(bs=32, flat=True, seed=1).train.shard(rank, dist.get_world_size()))
-    print('RESULT', rank, json.dumps(out), flush=True)
+    print(f'RESULT {rank} {json.dumps(out)}\n', end='', flush=True)   # one write: ranks share the output
 
 if __name__ == '__main__': main()
 '''
@@ -192,8 +257,20 @@ def _check_worker(res:dict, ws:int):
         assert r['lr_find'].startswith('lr_find does not run under')
         if ws > 1: assert 'the model differs between rank 0 and rank 1' in r['mismatch'] and '0.weight' in r['mismatch']
         assert r['group_after']                               # the user's process group is left alone
+        assert r['pad_valid'] == pytest.approx(r['pad_single'], rel=1e-6, abs=1e-7)   # padded items ignored exactly
+        assert r['pad_valid'][1] == r['pad_single'][1]        # accuracy: the same fraction, bit for bit
+        assert r['pad_rows'][-1][1:] == pytest.approx(r['pad_single'], rel=1e-6, abs=1e-7)
+        assert r['skip_some_agree'] and r['skip_all_parity'] and r['stop_train_agree'] and r['stop_fit_agree']
+        assert r['opt_state_after'] == ['Sequential', 'SingleProcess'] and r['opt_state_fresh']
+        if ws > 1:
+            assert r['pad_n_valid'] == 3                      # 33 items, batches of 8: 17 per rank with the padding
+            assert 'optimizer already holds state' in r['opt_state'] and 'learn.opt = None' in r['opt_state']
+            assert r['skip_some_joins'] == 1                  # each rank skipped one batch, and joined the others there
+            assert 'The ranks hold different weights at the end of epoch 0' in r['diverged']
+            assert r['stop_fit_epoch'] == 1                   # rank 1 stopped in epoch 1: rank 0 stopped there too
     first = res[0]
     for r in res.values():
+        for k in ('pad_rows', 'pad_valid', 'stop_train_rows', 'stop_fit_rows', 'stop_fit_epoch'): assert r[k] == first[k], k
         assert r['rows_train'] == first['rows_train'] and len(first['rows_train'][0]) == 6
         assert r['rows'] == first['rows'] and r['dist_valid'] == first['dist_valid'] and r['stopped'] == first['stopped']
 
@@ -235,9 +312,9 @@ class Fail(Callback):
 class Slow(Callback):
     "Train slowly; say READY once, then report the teardown."
     def after_batch(self):
-        if self.learn.training and self.learn.epoch == 0 and self.learn.iter == 2: print('READY', self.learn.rank, flush=True)
+        if self.learn.training and self.learn.epoch == 0 and self.learn.iter == 2: print(f'READY {self.learn.rank}\n', end='', flush=True)   # one write: no interleaving
         time.sleep(0.02)
-    def cleanup_fit(self): print('TEARDOWN', self.learn.rank, flush=True)
+    def cleanup_fit(self): print(f'TEARDOWN {self.learn.rank}\n', end='', flush=True)   # one write: no interleaving
 
 def main(mode):
     torch.manual_seed(0)
@@ -248,9 +325,13 @@ def main(mode):
         with learn.no_logging(), learn.distrib_ctx(timeout=30):
             learn.fit(1000 if mode == 'slow' else 1)
             rank, vals = learn.rank, learn.recorder.values
-    finally: print('DETACHED', int(os.environ['RANK']), dist.is_initialized(), flush=True)
+        if mode == 'plain':   # a second block: a second group made from the launcher's environment
+            with learn.no_logging(), learn.distrib_ctx(timeout=30):
+                learn.fit(1)
+                vals = vals + learn.recorder.values
+    finally: print(f"DETACHED {int(os.environ['RANK'])} {dist.is_initialized()}\n", end='', flush=True)
     w = [p.detach().double().sum().item() for p in learn.model.parameters()]
-    print('RESULT', rank, json.dumps({'values': vals, 'weights': w, 'group_after': dist.is_initialized()}), flush=True)
+    print(f"RESULT {rank} {json.dumps({'values': vals, 'weights': w, 'group_after': dist.is_initialized()})}\n", end='', flush=True)
 
 if __name__ == '__main__': main(sys.argv[1])
 '''
@@ -268,6 +349,7 @@ def test_two_nodes_on_loopback(tmp_path):
     assert res[0] == res[1]                                   # same reduced rows, same weights
     assert res[0]['group_after'] is False                     # the group distrib_ctx made is gone
     assert res[0]['values'][0][2] > 0.5                       # it learned (accuracy of the whole validation set)
+    assert len(res[0]['values']) == 2                         # two distrib_ctx blocks, each with its own group
 
 def test_error_on_one_rank_ends_both(tmp_path):
     "A RuntimeError raised on rank 1 only: both processes end well within the timeout, with the error shown."
@@ -340,9 +422,9 @@ class Slow(Callback):
     "Train slowly; say READY (with the pid) once, then report the teardown."
     def after_batch(self):
         if self.learn.training and self.learn.epoch == 0 and self.learn.iter == 2:
-            print('READY', self.learn.rank, os.getpid(), flush=True)
+            print(f'READY {self.learn.rank} {os.getpid()}\n', end='', flush=True)   # one write
         time.sleep(0.02)
-    def cleanup_fit(self): print('TEARDOWN', self.learn.rank, flush=True)
+    def cleanup_fit(self): print(f'TEARDOWN {self.learn.rank}\n', end='', flush=True)   # one write: no interleaving
 
 def train():
     learn = Learner(digits_dls(bs=32, flat=True, seed=1), nn.Sequential(nn.Linear(64, 10)), device='cpu', cbs=Slow())

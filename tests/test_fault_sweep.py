@@ -19,8 +19,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 from fastcb.all import *
-import fastcb.checkpoint
-from fastcb.checkpoint import _ResumeCallback
+import fastcb.learner, fastcb.state
 from fastcb.callback.compile import CompiledStep
 from fault_sweep import (EXCEPTIONS, ONE_RANK_EVENT, injector, tiny_learner, case_id, cases_for, event_cases, snapshot,
                          problems_after_fault, run_fit, next_fit_problems, same, weights)
@@ -137,9 +136,10 @@ class FetchPreds(Feature):
 
 FEATURES = {'checkpoint_epoch': CheckpointEpoch, 'checkpoint_steps': CheckpointSteps, 'resume': Resume, 'csv': Csv,
             'tensorboard': TensorBoard, 'progress': Progress, 'mixup': Mix, 'cutmix': Cut, 'fetch_preds': FetchPreds}
-# what each feature's handlers are, to place the injector before and after them
+# what each feature's handlers are, to place the injector before and after them (a resume has none: the learner's loop
+# applies the checkpoint, after every before_fit; its faults are anywhere)
 _handlers = {'checkpoint_epoch': CheckpointCallback(), 'checkpoint_steps': CheckpointCallback(every_n_steps=2),
-             'resume': _ResumeCallback, 'csv': CSVLogger(), 'tensorboard': TensorBoardCallback(n_steps=1),
+             'resume': None, 'csv': CSVLogger(), 'tensorboard': TensorBoardCallback(n_steps=1),
              'progress': ProgressCallback('terminal'), 'mixup': MixUp(), 'cutmix': CutMix(), 'fetch_preds': FetchPredsCallback()}
 _nested = {'fetch_preds': event_cases([FetchPredsCallback()], nested=True)}
 
@@ -212,9 +212,9 @@ def _checkpoint_rename_fails(mp, exc):
     return CheckpointEpoch, 'CheckpointCallback', 'after_epoch'
 
 def _resume_apply_fails(mp, exc):
-    mp.setattr(fastcb.checkpoint, '_set_grads', _fail_once(exc, fastcb.checkpoint._set_grads))   # half-way through the load
+    mp.setattr(fastcb.learner, '_set_grads', _fail_once(exc, fastcb.learner._set_grads))   # half-way through the load
     class ResumeKeepsRng(Resume): rng = True   # loading failed, so everything is put back, random states included
-    return ResumeKeepsRng, '_ResumeCallback', 'before_fit'
+    return ResumeKeepsRng, "fastcb: the learner, its loaders and the random state were put back as they were", None
 
 def _mixup_draw_fails(mp, exc):
     mp.setattr(torch.distributions.Beta, 'sample', _fail_once(exc, torch.distributions.Beta.sample))
@@ -238,7 +238,7 @@ def test_fault_inside_the_feature(fault, exc, tmp_path, monkeypatch):
     before = snapshot(learn)
     err = _quietly(lambda: feat.fit(learn, cb))
     monkeypatch.undo()
-    problems = problems_after_fault(learn, before, err, exc, (cb_name, event), rng=feat.rng) + feat.check(learn, cb)
+    problems = problems_after_fault(learn, before, err, exc, cb_name if event is None else (cb_name, event), rng=feat.rng) + feat.check(learn, cb)
     assert not problems, problems
     assert not (problems := next_fit_problems(learn, feat.learner())), problems
     assert not (problems := feat.again(learn)), problems
@@ -305,6 +305,6 @@ def test_fault_on_one_rank_ends_the_job_with_its_error(ddp_run):
 def test_a_plain_fit_draws_nothing_from_the_random_generators():
     "What makes 'the random state is unchanged' a meaningful check above: a clean fit of the sweep's learner leaves it alone."
     learn = tiny_learner()
-    st = fastcb.checkpoint.rng_state()
+    st = fastcb.state.rng_state()
     learn.fit(2)
-    assert same(fastcb.checkpoint.rng_state(), st)
+    assert same(fastcb.state.rng_state(), st)

@@ -8,9 +8,9 @@ import inspect, itertools, operator, types, warnings
 from typing import Callable
 import torch
 from torch import nn
-from .core import Callback, CancelBatchException
-from ..learner import _note, _detached
-from .training import MixedPrecision, GradientClip, GradientAccumulation
+from .core import Callback, CancelBatchException, patch_to
+from ..learner import Learner
+from ..step import StepSpec, train_step_fns, _note
 from .hook import HookCallback
 from .schedule import ParamScheduler, _opt_key
 
@@ -20,10 +20,6 @@ __all__ = ['DeviceHypers', 'CompiledStep']
 # %% ../../nbs/13_callback.compile.ipynb #385eb88a
 _inside_events = ('after_pred', 'after_loss', 'before_backward', 'after_cancel_backward', 'after_backward',
                   'before_step', 'after_cancel_step', 'after_step')
-
-# The library callbacks whose work inside the step the compiled function does itself.
-_folded = {GradientClip.before_step, GradientAccumulation.after_loss, GradientAccumulation.before_step,
-           MixedPrecision.after_loss}
 
 _fresh_ids = itertools.count()
 
@@ -45,33 +41,6 @@ def _plain_step(opt):
              o._global_optimizer_post_hooks)
     if any(hooks) or opt.defaults.get('differentiable') or 'step' in vars(opt): return None
     return inspect.unwrap(type(opt).step)
-
-def _step_fns(autocast_dtype, device_type:str, n_acc:int, max_norm, norm_type:float, scaled:bool, plain_step):
-    "The two training steps: `accumulate` (forward, loss, backward) and `full` (also clipping and the optimizer step)."
-    def forward_backward(model, loss_func, xb, yb, scale):
-        if autocast_dtype is None:
-            pred = model(*xb)
-            loss = loss_func(pred, *yb)
-        else:
-            with torch.autocast(device_type, dtype=autocast_dtype):
-                pred = model(*xb)
-                loss = loss_func(pred, *yb)
-        out = _detached(pred), loss.detach()   # before the backward: only leaves cross the graph break
-        if n_acc > 1: loss = loss / n_acc
-        if scaled: loss = loss * scale          # what GradScaler.scale does, with the scaler's own scale tensor
-        loss.backward()
-        return out
-    forward_backward = _fresh(forward_backward)   # its own cache too: torch.compile resumes inside it after the backward
-    def accumulate(model, loss_func, opt, params, xb, yb, scale):
-        return forward_backward(model, loss_func, xb, yb, scale)
-    def full(model, loss_func, opt, params, xb, yb, scale):
-        out = forward_backward(model, loss_func, xb, yb, scale)
-        if max_norm is not None: nn.utils.clip_grad_norm_(params, max_norm, norm_type, foreach=True)
-        if plain_step is None: opt.step()
-        else:   # what opt.step's wrappers do here (no hooks, not differentiable), without their graph breaks
-            with torch.no_grad(): plain_step(opt)
-        return out
-    return _fresh(accumulate), _fresh(full)
 
 # %% ../../nbs/13_callback.compile.ipynb #80c3549f
 def _number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -121,7 +90,6 @@ _warmup_calls = 3   # calls in a row that compiled nothing (the optimizer's stat
 class CompiledStep(Callback):
     "Run each training batch's forward pass, loss, backward pass and optimizer step as one function compiled with `torch.compile`."
     order, run_valid = 95, False   # plans after the other callbacks' before_fit (schedulers, mixed precision)
-    combines_with = (MixedPrecision,)   # float16: runs on top of its claim of the step, and does its scaler's work
     def __init__(self, mode:str|None=None, # torch.compile mode: None, 'reduce-overhead' (the step replayed as one CUDA graph), 'max-autotune'...
                  dynamic:bool|None=None, # None: dynamic shapes after a first shape change; True: from the start
                  backend:str|Callable='inductor', # torch.compile backend; 'aot_eager' compiles fastest (tests)
@@ -129,25 +97,23 @@ class CompiledStep(Callback):
                 ):
         self.mode, self.dynamic, self.backend, self.options = mode, dynamic, backend, options
         self.compiled, self.graphed, self.eager_reason, self.recompiles = False, False, None, 0
-        self._key, self._fns, self._mp, self._graphs, self._hypers, self._graph = None, None, None, False, None, None
+        self._key, self._fns, self._spec, self._graphs, self._hypers, self._graph = None, None, None, False, None, None
 
     # ---- Deciding, at the start of a fit (and of an epoch, if callbacks joined), whether the step can be compiled
-    def _eager_reason(self) -> str|None:
+    def _eager_reason(self, spec:StepSpec) -> str|None:
         "Why this learner's training step cannot be compiled now, naming the callback and the event; `None` if it can."
         learn = self.learn
         table = learn._tables[True]
         for e in _inside_events:
-            for h in table[e]:
-                if getattr(h, '__func__', None) not in _folded:
-                    return f"{h.__self__!r} handles {e!r}, an event inside the training step"
+            for h in table[e]: return f"{h.__self__!r} handles {e!r}, an event inside the training step"
         for cb in learn.cbs:
             if isinstance(cb, HookCallback):
                 return f"{cb!r} puts hooks on the model's layers, which would run inside the compiled forward pass"
-        ga = learn.cb(GradientAccumulation)
-        if ga is not None and ga.n_items is not None:
+        ga = spec.accumulation
+        if getattr(ga, 'n_items', None) is not None:
             return (f"{ga!r} counts items (n_items={ga.n_items}), and the compiled step accumulates by batches: use "
                     "GradientAccumulation(n_acc=...) with learn.compile(step=True)")
-        if ga is not None and ga.n_acc > 1 and learn.device.type == 'cuda' and self.mode in _graph_modes:
+        if ga is not None and spec.n_acc > 1 and learn.device.type == 'cuda' and self.mode in _graph_modes:
             return (f"{ga!r} keeps the gradients from one batch to the next, and with mode={self.mode!r} (CUDA graphs) they "
                     "would live in memory that the next replay overwrites: use learn.compile(step=True) without mode= "
                     "for gradient accumulation")
@@ -163,7 +129,7 @@ class CompiledStep(Callback):
                             "Adam-like optimizer")
         for piece in ('backward', 'opt_step', 'zero_grad'):
             owner = learn.step_owner(piece)
-            if owner is not None and owner is not self and not isinstance(owner, MixedPrecision):
+            if owner is not None and owner is not self:
                 return f"{owner!r} runs the training step's {piece} (it claimed it with learn.claim_step)"
         return None
 
@@ -180,43 +146,39 @@ class CompiledStep(Callback):
         learn = self.learn
         self._uninstall()
         self._seen = tuple(id(cb) for cb in learn.cbs)
-        reason = self._eager_reason()
+        self._spec = spec = StepSpec.collect(learn)   # what the learner collects after every before_fit, seen from here
+        reason = self._eager_reason(spec)
         self.eager_reason = reason
         if reason is not None:
             warnings.warn(f"learn.compile(step=True): {reason}, so this fit runs the training step eagerly (not compiled). "
                           "To keep the compiled step, do that work in before_batch/after_batch, or inside the model or the "
                           "loss function (which are compiled), or remove the callback.", stacklevel=2)
-            return
+            return   # nothing claimed: the learner runs the same step eagerly, with its events (fastcb.step.run_train_step)
         from torch._dynamo.utils import counters
         self._counters = counters
-        mp, gc, ga = learn.cb(MixedPrecision), learn.cb(GradientClip), learn.cb(GradientAccumulation)
-        scaler = mp.scaler if mp is not None and mp.dtype == torch.float16 else None
+        scaler = spec.scaler
         self._graphs = learn.device.type == 'cuda' and self.mode in _graph_modes
         if self._graphs and (why := self._no_graph_reason(scaler)) is not None:
             self._graphs = False
             warnings.warn(f"learn.compile(step=True, mode={self.mode!r}): {why}; this fit runs the compiled step without "
                           "a CUDA graph.", stacklevel=2)
-        key = (None if mp is None else mp.dtype, learn.device.type, 1 if ga is None else ga.n_acc,
-               None if gc is None else gc.max_norm, 2. if gc is None else gc.norm_type, scaler is not None,
-               _plain_step(learn.opt))
+        plain_step = _plain_step(learn.opt)
+        key = (spec.dtype, spec.device_type, spec.n_acc, spec.max_norm, spec.norm_type, scaler is not None, spec.needs_norm,
+               plain_step)
         if key != self._key:
             kw = {'mode': _graph_modes.get(self.mode, self.mode), 'dynamic': self.dynamic, 'backend': self.backend}
             if self.options is not None: kw['options'] = self.options
-            self._fns = tuple(torch.compile(f, **kw) for f in _step_fns(*key))
+            self._fns = tuple(torch.compile(f, **kw) for f in train_step_fns(spec, plain_step, rename=_fresh))
             self._key = key
-        self._scaler, self._scale, self._clip = scaler, None, key[3:5]
-        if scaler is not None:   # float16: forward and scaled backward compiled; the scaler's checked step runs eagerly
-            if scaler._scale is None: scaler._lazy_init_scale_growth_tracker(learn.device)
-            self._scale = scaler._scale   # updated in place by scaler.update(): the same tensor at every step
-        elif learn.device.type == 'cuda': _capturable(learn.opt)   # tensor lr/betas with foreach; CUDA graphs
-        self._params = [p for p in learn.model.parameters()]
+        # float16: forward and scaled backward compiled; the scaler's checked step runs eagerly (StepSpec.optimizer_step).
+        # Its scale tensor is updated in place by scaler.update(): the same graph input at every step.
+        self._scaler, self._scale = scaler, spec.scale
+        if scaler is None and learn.device.type == 'cuda': _capturable(learn.opt)   # tensor lr/betas with foreach; CUDA graphs
+        self._params = spec.params
         h = self._hypers
         if h is None or h.opt is not learn.opt or h.groups is not learn.opt.param_groups:
             self._hypers = DeviceHypers(learn.opt)   # else the same tensors: same graph inputs
-        self._ga, self._calls, self._first_shapes, self._warm = ga, {}, None, 0
-        if mp is not None:   # its per-batch autocast is folded into the compiled function; validation keeps it
-            self._mp, self._mp_run_train = mp, mp.run_train
-            mp.run_train = False
+        self._ga, self._calls, self._first_shapes, self._warm = spec.accumulation, {}, None, 0
         learn.claim_step(self, backward=self._not_eager, opt_step=self._not_eager, zero_grad=self._not_eager,
                          train_batch=self._one_batch)
         self.compiled = True
@@ -231,9 +193,6 @@ class CompiledStep(Callback):
         if self._graph is not None: self._drop_graph()
         if learn is not None:
             learn.release_step(self)
-        if self._mp is not None:
-            mp, self._mp = self._mp, None
-            mp.run_train = self._mp_run_train
         self.compiled = False
 
     def before_fit(self):
@@ -258,7 +217,7 @@ class CompiledStep(Callback):
                   and self._capture()): return self._replay()   # captured on the fit's usual shapes, not a smaller last batch
         learn = self.learn
         ga, stepping = self._ga, True
-        if ga is not None: stepping = ga.count_batch()   # GradientAccumulation.before_step's decision, and its count
+        if ga is not None: stepping = ga.count_batch()   # the accumulation's decision (as in eager mode), and its count
         scaler = self._scaler
         with_step = stepping and scaler is None   # does the compiled function take the optimizer step?
         f = self._fns[with_step]
@@ -266,10 +225,11 @@ class CompiledStep(Callback):
             learn.opt.zero_grad(set_to_none=True)
         saved = self._hypers.swap_in() if with_step else None
         n = self._counters['frames']['total']
-        try: pred, loss = self._call(f, learn.xb, learn.yb)
+        try: pred, loss, norm = self._call(f, learn.xb, learn.yb)
         finally:
             if saved is not None: self._hypers.swap_out(saved)
-        if stepping and scaler is not None: self._scaled_step(scaler)
+        if norm is not None: self._spec.stats['grad_norm'] = norm
+        if stepping and scaler is not None: self._spec.optimizer_step()   # unscale, clip, the scaler's step and update
         calls = self._calls.get(f, 0)
         self._calls[f] = calls + 1
         if self._first_shapes is None: self._first_shapes = _shapes_of(learn.xb + learn.yb)
@@ -278,7 +238,7 @@ class CompiledStep(Callback):
         if self._graphs and self._graph is None:   # warming up for the capture: count the calls that compiled nothing
             self._warm = 0 if compiled_now else self._warm + 1
         learn.pred, learn.loss_grad, learn.loss = pred, loss, loss
-        if not stepping: raise CancelBatchException()   # as GradientAccumulation does: the step waits for more batches
+        if not stepping: raise CancelBatchException()   # as the eager step does: the step waits for more batches
         learn.opt.zero_grad()
 
     def _call(self, f, xb, yb):
@@ -297,15 +257,6 @@ class CompiledStep(Callback):
                      "handle this model or loss, train with learn.compile(step=False) (the model alone) or without "
                      "compiling (learn.uncompile()).")
             raise
-
-    def _scaled_step(self, scaler):
-        "float16: what MixedPrecision and GradientClip do eagerly: unscale and clip, then the scaler's step and update."
-        learn, (max_norm, norm_type) = self.learn, self._clip
-        if max_norm is not None:
-            scaler.unscale_(learn.opt)
-            nn.utils.clip_grad_norm_(self._params, max_norm, norm_type, foreach=True)
-        scaler.step(learn.opt)
-        scaler.update()
 
     def _recompiled(self, calls:int):
         "A compilation after a function's first call: name the cause and the fix, once per fit."
@@ -393,9 +344,10 @@ class CompiledStep(Callback):
         for s, t in zip(self._static, learn.xb + learn.yb): s.copy_(t)
         self._hypers.fill()
         self._graph.replay()
-        pred, loss = self._out   # in the graph's memory, which the next replay overwrites: copied out
+        pred, loss, norm = self._out   # in the graph's memory, which the next replay overwrites: copied out
         loss = loss.clone()
         learn.pred, learn.loss_grad, learn.loss = _cloned(pred), loss, loss
+        if norm is not None: self._spec.stats['grad_norm'] = norm.clone()
 
     def _drop_graph(self):
         "Free the graph and its memory; the next batches warm up and capture again."
@@ -425,3 +377,40 @@ def _cloned(o):
     if isinstance(o, torch.Tensor): return o.clone()
     if isinstance(o, (tuple, list)): return type(o)(_cloned(v) for v in o)
     return o
+
+# %% ../../nbs/13_callback.compile.ipynb #792668d5
+@patch_to(Learner)
+def compile(self, step:bool=False, # compile the whole training step (forward, loss, backward, optimizer step), not only the model
+            mode:str|None=None, # torch.compile mode: None, 'reduce-overhead' (CUDA graphs), 'max-autotune'...
+            dynamic:bool|None=None, # None: shapes become dynamic after a first change of shape; True: from the start
+            check:bool=True, # model only: compile now on one batch and fail clearly if it cannot
+            **kwargs, # more torch.compile arguments: backend=, options=...
+           ):
+    "Compile the model (in place) or, with `step=True`, the whole training step (`CompiledStep`), with `torch.compile`."
+    import torch._dynamo
+    if not torch._dynamo.is_dynamo_supported():
+        raise RuntimeError("torch.compile is not supported on this platform/Python version; train without learn.compile()")
+    self.uncompile()
+    if step:
+        return self.add_cb(CompiledStep(mode=mode, dynamic=dynamic, **kwargs))
+    self.model.compile(mode=mode, dynamic=dynamic, **kwargs)
+    if check:
+        b = next(iter(self.dls.valid if self.dls.valid is not None else self.dls.train))
+        xb = [o.to(self.device) if isinstance(o, torch.Tensor) else o for o in b[:getattr(self.dls, 'n_inp', 1)]]
+        self.model.to(self.device)
+        try:
+            with torch.no_grad(): self.model(*xb)
+        except Exception as e:
+            self.uncompile()
+            raise RuntimeError(f"torch.compile could not compile the model ({type(e).__name__}: {str(e)[:300]}). "
+                               "The model is back in eager mode; try learn.compile(backend='aot_eager') or "
+                               "mode=None, or train without compiling.") from e
+    return self
+
+@patch_to(Learner)
+def uncompile(self):
+    "Go back to eager mode: the model runs uncompiled, and a compiled training step (`CompiledStep`) is removed."
+    self.model._compiled_call_impl = None
+    compiled_step = self.cb('CompiledStep')
+    if compiled_step is not None: self.remove_cb(compiled_step)
+    return self

@@ -4,14 +4,15 @@
 
 # %% ../../nbs/00_callback.core.ipynb #e0fe03ae
 from __future__ import annotations
-import contextlib, copy, difflib, heapq, importlib, re, signal, sys, threading, warnings
+import contextlib, copy, difflib, heapq, importlib, re, signal, sys, tempfile, threading, warnings
+from pathlib import Path
 import torch
 
 # %% auto #0
 __all__ = ['event', 'CancelBatchException', 'CancelTrainException', 'CancelValidException', 'CancelEpochException',
            'CancelFitException', 'CancelStepException', 'CancelBackwardException', 'CancelException', 'camel2snake',
            'class2attr', 'suggest_event', 'check_event_names', 'sort_callbacks', 'noop', 'patch_to', 'check_whole',
-           'check_state', 'hold_interrupts', 'import_uninterrupted', 'handles', 'Callback']
+           'check_state', 'check_writable_folder', 'hold_interrupts', 'import_uninterrupted', 'handles', 'Callback']
 
 # %% ../../nbs/00_callback.core.ipynb #dc927e96
 _fit_events = ('after_create', 'before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred',
@@ -195,6 +196,23 @@ def check_state(state, owner:str, _path:str=''):
     raise TypeError(f"{owner}'s state holds {type(state).__name__} at {_path or 'the top'}: a state dict may hold only "
                     "tensors and plain Python values (numbers, strings, lists, dicts), so that torch.load(weights_only=True) "
                     "can read it. Save what it needs to rebuild the object instead.")
+
+# %% ../../nbs/00_callback.core.ipynb #edc1fde5
+def check_writable_folder(folder:str|Path, # the folder (created, with its parents, if missing)
+                          who:str, # who writes there, as the error's subject: 'CheckpointCallback cannot write checkpoints in'
+                          fix:str, # what the user changes, the error's last sentence: 'pass folder= a writable folder'
+                         ) -> Path:
+    "Return `folder` as a `Path` once a file could be written in it; else an `OSError`: `'{who} {folder}: {why}. {fix}.'`."
+    folder = Path(folder)
+    try:
+        for d in (folder, *folder.parents):   # the nearest existing path on the way: a file there is the usual mistake
+            if d.exists():
+                if not d.is_dir(): raise NotADirectoryError(0, "it is a file, not a folder" if d == folder else f"{d} is a file, not a folder")
+                break
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder): pass
+    except OSError as e: raise OSError(f"{who} {folder}: {e.strerror or f'{type(e).__name__}: {e}'}. {fix}.") from None
+    return folder
 
 # %% ../../nbs/00_callback.core.ipynb #a0a79130
 @contextlib.contextmanager

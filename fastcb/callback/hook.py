@@ -9,26 +9,26 @@ import torch
 from torch import nn
 from .core import Callback, patch_to, sort_callbacks
 from ..learner import Learner, to_device
+from ..recorder import to_detach
 
 # %% auto #0
-__all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'has_params', 'flatten_model', 'dummy_eval', 'model_sizes',
+__all__ = ['Hook', 'Hooks', 'hook_output', 'hook_outputs', 'has_params', 'one_param', 'params', 'trainable_params',
+           'requires_grad', 'get_model', 'total_params', 'flatten_model', 'dummy_eval', 'model_sizes',
            'num_features_model', 'HookCallback', 'ActivationStats']
 
 # %% ../../nbs/08_callback.hook.ipynb #c466fe8f
-def _detach(o, cpu:bool=False):
-    "Detach the tensors in `o` (nested tuples, lists, dicts), moving them to the CPU if `cpu`."
-    if isinstance(o, torch.Tensor):
-        o = o.detach()
-        return o.cpu() if cpu else o
-    if isinstance(o, (list, tuple)): return type(o)(_detach(x, cpu) for x in o)
-    if isinstance(o, dict): return {k: _detach(v, cpu) for k, v in o.items()}
-    return o
-
 class Hook:
     "Register `hook_func(module, input, output)` as a forward (or backward) hook on `m`; each call's result goes to `stored`."
-    def __init__(self, m:nn.Module, hook_func, is_forward:bool=True, detach:bool=True, cpu:bool=False):
+    def __init__(self, m:nn.Module, # the module to hook
+                 hook_func, # hook_func(module, input, output): what to keep in `stored`
+                 is_forward:bool=True, # a forward hook (else a backward hook)
+                 detach:bool=True, # give hook_func detached tensors
+                 cpu:bool=False, # ... moved to the CPU (a host transfer per call)
+                 gather:bool=False, # ... gathered from every process in a distributed run (`to_detach`)
+                ):
         if not isinstance(m, nn.Module): raise TypeError(f"Hook needs a torch.nn.Module to hook, got {type(m).__name__}")
         self.module, self.hook_func, self.is_forward, self.detach, self.cpu = m, hook_func, is_forward, detach, cpu
+        self.gather = gather
         self.stored, self.removed, self.active = None, False, True
         register = m.register_forward_hook if is_forward else m.register_full_backward_hook
         self.handle = register(self.hook_fn)
@@ -36,7 +36,8 @@ class Hook:
     def hook_fn(self, module, input, output):
         "Called by PyTorch: apply `hook_func` (to detached values unless `detach=False`) and keep the result in `stored`."
         if not self.active: return
-        if self.detach: input, output = _detach(input, self.cpu), _detach(output, self.cpu)
+        if self.detach:
+            input, output = to_detach(input, self.cpu, self.gather), to_detach(output, self.cpu, self.gather)
         self.stored = self.hook_func(module, input, output)
 
     def remove(self):
@@ -103,6 +104,34 @@ def has_params(m:nn.Module) -> bool:
     "Does `m` (or one of its children) have parameters?"
     return next(m.parameters(), None) is not None
 
+def one_param(m:nn.Module) -> torch.Tensor:
+    "The first parameter of `m` (its device and dtype are usually the model's)."
+    p = next(m.parameters(), None)
+    if p is None: raise ValueError(f"{type(m).__name__} has no parameters, so one_param has none to give")
+    return p
+
+def params(m:nn.Module) -> list:
+    "Every parameter of `m`, in a list."
+    return list(m.parameters())
+
+def trainable_params(m:nn.Module) -> list:
+    "The parameters of `m` that require a gradient."
+    return [p for p in m.parameters() if p.requires_grad]
+
+def requires_grad(m:nn.Module) -> bool|None:
+    "Does the first parameter of `m` require a gradient (`None` without parameters)?"
+    p = next(m.parameters(), None)
+    return None if p is None else p.requires_grad
+
+def get_model(model:nn.Module) -> nn.Module:
+    "The model inside a `DistributedDataParallel` or `DataParallel` wrapper, or `model` itself."
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+def total_params(m:nn.Module) -> tuple:
+    "The number of parameters of `m`, and whether its first one trains (`False` without parameters), as fastai's."
+    ps = list(m.parameters())
+    return sum(p.numel() for p in ps), (ps[0].requires_grad if ps else False)
+
 def flatten_model(m:nn.Module) -> list:
     "The leaf modules of `m` (those without children), in order."
     children = list(m.children())
@@ -139,10 +168,22 @@ class HookCallback(Callback):
     "Register `self.hook` on `modules` (default: leaf modules with parameters) during each `fit`; remove them however it ends."
     train_only = False   # subclasses: True to run the hooks on training batches only
 
-    def __init__(self, modules=None, every:int|None=None, is_forward:bool=True, detach:bool=True, cpu:bool=False,
-                 include_paramless:bool=False):
+    def __init__(self, modules=None, # the modules to hook; `None`: the leaf modules with parameters
+                 every:int|None=None, # hook every `every`-th training batch only (and no validation batch)
+                 remove_end:bool=True, # fastai's argument: the hooks always go when the fit ends
+                 is_forward:bool=True, # forward hooks (else backward hooks)
+                 detach:bool=True, # give `hook` detached tensors
+                 cpu:bool=False, # ... moved to the CPU (a host transfer per call; fastai's default is True)
+                 include_paramless:bool=False, # with `modules=None`, also hook leaf modules without parameters
+                 hook=None, # hook(module, input, output), in place of the `hook` method
+                ):
         if every is not None and (not isinstance(every, int) or every < 1):
             raise ValueError(f"every must be None (every batch) or a whole number of batches >= 1, got {every!r}")
+        if remove_end is not True:
+            raise ValueError("remove_end=False: fastcb's hook callbacks always remove their hooks when the fit ends (in "
+                             "cleanup_fit, also after an error). To keep hooks after training, register them yourself "
+                             "with hook_output/hook_outputs and remove them when done.")
+        if hook is not None: self.hook = hook   # fastai's way to give the hook function without subclassing
         self.modules, self.every, self.is_forward, self.detach, self.cpu = modules, every, is_forward, detach, cpu
         self.include_paramless, self.hooks, self.layer_names, self._on = include_paramless, None, [], True
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import csv, os, sys, time
 from pathlib import Path
 import torch
-from .core import Callback, noop
+from .core import Callback, noop, check_writable_folder
+from ..optimizer import hyper_key
 
 # %% auto #0
 __all__ = ['in_notebook', 'progress_mode', 'ProgressCallback', 'ShowGraphCallback', 'ScalarLogger', 'CSVLogger']
@@ -160,12 +161,12 @@ _fastai_hypers = ('lr', 'mom', 'sqr_mom', 'wd', 'eps')
 
 def _hypers(opt) -> dict:
     "The hyper-parameters of each parameter group of `opt` under fastai's names (`lr_0`, `mom_0`, `sqr_mom_0`, `wd_0`, `eps_0`, ...)."
-    from fastcb.callback.schedule import _opt_key   # the schedules' translation of fastai's names to torch's keys (here: an import cycle otherwise)
     out = {}
     for i, g in enumerate(opt.param_groups):
         for name in _fastai_hypers:
-            try: key, idx = _opt_key(name, g, opt)
-            except ValueError: continue   # this optimizer has no such hyper-parameter
+            found = hyper_key(name, g)   # the one translation of fastai's names to torch's keys
+            if found is None: continue   # this optimizer has no such hyper-parameter
+            key, idx = found
             v = g[key] if idx is None else g[key][idx]
             if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool): out[f'{name}_{i}'] = float(v)
     return out
@@ -190,7 +191,7 @@ class ScalarLogger(Callback):
         return self._first_step + (learn.train_iter - self._iter0 if learn is not None else 0)
 
     def open_run(self, resume:bool):
-        "Open the destination, or raise if it cannot be written; `resume`: continue the run saved by `state_dict`."
+        "Open the destination, or raise if it cannot be written; `resume`: continue the run saved by `state_dict` (loaded before the fit, or the checkpoint's when the fit resumes one)."
     def log_step(self, values:dict, step:int):
         "Write the training scalars `values` of training step `step`."
     def log_epoch(self, values:dict, step:int):
@@ -201,6 +202,8 @@ class ScalarLogger(Callback):
     def before_fit(self):
         if getattr(self.learn, 'recorder', None) is None:
             raise ValueError(f"{type(self).__name__} needs the Recorder callback on the learner")
+        saved = None if getattr(self.learn, 'resuming', None) is None else self.learn.resuming.callback_state(self.name)
+        if saved is not None: self.load_state_dict(saved)   # this fit continues a checkpoint: the same run, from its first event
         resume, self._resuming = self._resuming, False
         if not resume: self._first_step = 0
         self._iter0 = self.learn.train_iter   # the step is counted from the learner's own counter: nothing to do per batch
@@ -219,6 +222,7 @@ class ScalarLogger(Callback):
         self.log_epoch(dict(zip(rec.metric_names, rec.log)), self.step)
 
     def cleanup_fit(self):
+        self._resuming = False   # a state loaded inside this fit (a resume) is not for the next one: it starts afresh
         if self._open: self._open = False; self.close_run()
 
     def state_dict(self) -> dict:
@@ -246,10 +250,7 @@ class CSVLogger(ScalarLogger):
     def open_run(self, resume:bool):
         "Open the log: a new file with the header, or the existing one to add to (`append`, or a resume after a checkpoint)."
         path = Path(self.log_path) if resume else Path(self.learn.path) / self.fname
-        try: path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OSError(f"CSVLogger cannot create the folder {path.parent} for its log ({e.strerror}): "
-                          "pass a fname in a writable place") from None
+        check_writable_folder(path.parent, 'CSVLogger cannot create the folder (or write in it)', 'Pass a fname in a writable place')
         header = ','.join(self.learn.recorder.metric_names)
         existing = path.exists() and path.stat().st_size > 0
         keep = (resume or self.append) and existing

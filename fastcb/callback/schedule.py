@@ -7,8 +7,9 @@ from __future__ import annotations
 import bisect, collections, contextlib, copy, functools, math, warnings
 import torch
 from .core import Callback, CancelFitException, CancelValidException, patch_to, check_whole, hold_interrupts
-from ..learner import Learner, expand_per_group, check_lr, n_batches
-from ..checkpoint import rng_state, set_rng_state, _loader_position, _restore_loader
+from ..learner import Learner, check_lr, n_batches
+from ..optimizer import expand_per_group
+from ..state import rng_state, set_rng_state, _loader_position, _restore_loader
 from ..optimizer import hyper_key
 from ..recorder import Recorder, Metric
 
@@ -581,7 +582,7 @@ def _snapshot(learn) -> dict:
     parts = [m for cb in cbs for m in vars(cb).values() if isinstance(m, Metric) and not any(m is o for o in mets)]
     return {'learn': _attrs_of(learn), 'cbs': [(cb, _attrs_of(cb)) for cb in cbs], 'parts': [(m, _attrs_of(m)) for m in parts],
             'metrics': [(m, copy.deepcopy(vars(m), {id(learn): learn})) for m in mets],   # a metric's state, not the learner
-            'state': learn.snapshot(),
+            'state': learn.snapshot_state(),
             'modes': [(m, m.training) for m in learn.model.modules()],
             'params': [(p, p.requires_grad, None if p.grad is None else p.grad.detach().clone()) for p in learn.model.parameters()],
             'loaders': [(dl, _loader_position(dl)) for dl in learn.dls.loaders if dl is not None],

@@ -4,9 +4,10 @@
 
 # %% ../../nbs/14_callback.tensorboard.ipynb #48383cbc
 from __future__ import annotations
-import datetime, socket, tempfile, warnings
+import datetime, socket, warnings
 from pathlib import Path
 import torch
+from .core import check_writable_folder
 from .progress import ScalarLogger
 from ..learner import to_device, _note
 from ..data import loader_state_dict, load_loader_state_dict
@@ -66,13 +67,7 @@ class TensorBoardCallback(ScalarLogger):
         if not resume:
             root = Path(self.learn.path)
             self.run_dir = str(root / self.log_dir if self.log_dir is not None else _new_run_dir(root / 'runs'))
-        d = Path(self.run_dir)
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=d): pass   # can files be written there? (before training, not after an epoch)
-        except OSError as e:
-            raise OSError(f"TensorBoardCallback cannot write its logs to {d} ({e.strerror}): "
-                          "pass a log_dir in a writable place") from None
+        d = check_writable_folder(self.run_dir, 'TensorBoardCallback cannot write its logs to', 'Pass a log_dir in a writable place')   # before training, not after an epoch
         # resuming: TensorBoard drops what this run logged after the checkpoint (steps > self.step)
         self.writer = self._writer_cls(log_dir=str(d), purge_step=self.step + 1 if resume else None)
         if self.trace_model: self._add_graph()

@@ -4,11 +4,11 @@
 
 # %% ../../nbs/06_callback.tracker.ipynb #31f919a5
 from __future__ import annotations
-import math, operator, tempfile, warnings
+import math, operator, warnings
 import torch
-from .core import Callback, CancelFitException, noop, check_whole
+from .core import Callback, CancelFitException, noop, check_whole, check_writable_folder
 from ..recorder import Recorder
-from ..learner import expand_per_group
+from ..optimizer import expand_per_group
 
 # %% auto #0
 __all__ = ['TrackerCallback', 'EarlyStoppingCallback', 'SaveModelCallback', 'ReduceLROnPlateau', 'TerminateOnNaNCallback']
@@ -149,13 +149,8 @@ class SaveModelCallback(TrackerCallback):
 
     def before_fit(self):
         super().before_fit()
-        folder = self._path(self.fname).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder): pass
-        except OSError as e:
-            raise OSError(f"SaveModelCallback cannot write checkpoints in {folder} ({e.strerror or e}): set learn.path "
-                          "(or learn.model_dir) to a writable folder, or pass fname='/a/writable/path/model'") from None
+        check_writable_folder(self._path(self.fname).parent, 'SaveModelCallback cannot write checkpoints in',
+                              "Set learn.path (or learn.model_dir) to a writable folder, or pass fname='/a/writable/path/model'")
 
     def _save(self, name:str):
         try: self.last_saved_path = self.learn.save(name, with_opt=self.with_opt)
