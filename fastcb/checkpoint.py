@@ -8,7 +8,7 @@ import contextlib, inspect, os, re, warnings
 from pathlib import Path
 import torch
 from .callback.core import Callback, patch_to, check_whole, check_writable_folder
-from .learner import Learner, _recorder
+from .learner import Learner, _recorder, _n_recorded
 from .state import (atomic_save, read_state_file, rng_state, set_rng_state, checkpoint_version, checkpoints,
                           ResumeFrom, Resuming, read_newest_checkpoint, _loader_position, _restore_loader, _seq_of,
                           _resume_spec, _read_spec, _check_checkpoint_arg, _check_strict, _mismatch_error, _no_checkpoint)
@@ -17,28 +17,48 @@ from .data import skip_batches
 _all_ = ['atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version', 'checkpoints', 'ResumeFrom']   # from fastcb.state, where the learner reads them too
 
 # %% auto #0
-__all__ = ['CheckpointCallback', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version',
-           'checkpoints', 'ResumeFrom']
+__all__ = ['rank_part', 'for_rank', 'CheckpointCallback', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state',
+           'checkpoint_version', 'checkpoints', 'ResumeFrom']
 
-# %% ../nbs/11_checkpoint.ipynb #c35fa847
-@patch_to(Learner)
-def checkpoint_state(self,
-                     epoch:int, # the epoch training continues in
-                     batch:int=0, # the training batch of that epoch it continues with
-                     train_position:dict|None=None, # the training loader's position at the start of `epoch` (mid-epoch); `None`: its position now
-                    ) -> dict:
-    "Everything a checkpoint holds: `state_dict()`, random states, loaders' positions, where training continues; tensors and plain Python only."
-    state = self.state_dict()
-    grads = {n: p.grad.detach() for n, p in self.model.named_parameters() if p.grad is not None}
-    dls = self.dls
-    return {'fastcb_checkpoint': checkpoint_version, 'learner': state,
-            'rng': [rng_state()],   # one per rank (index = rank); a distributed run gathers them on rank 0
-            'loaders': {'train': train_position if train_position is not None else _loader_position(dls.train),
-                        'valid': _loader_position(dls.valid)},
-            'position': {'epoch': epoch, 'batch': batch},
-            'fit': {'n_epoch': self.n_epoch, 'world_size': self.world_size, 'stage': self.fit_stage,
-                    'metrics': [m.name for m in self.metrics]},
-            'grads': grads}
+# %% ../nbs/11_checkpoint.ipynb #c0ffee01
+_per_rank = ('grads', 'callbacks', 'loaders')   # besides `rng`, which has been a list per rank since format 1
+
+def _cpu(o):
+    "`o` with its tensors on the CPU: what one rank sends another (a CUDA tensor would arrive on the sender's device)."
+    if isinstance(o, torch.Tensor): return o.detach().cpu()
+    if isinstance(o, dict): return {k: _cpu(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(_cpu(v) for v in o)
+    return o
+
+def rank_part(ck:dict, # a checkpoint, as `checkpoint_state` makes it on this rank
+             ) -> dict:
+    "This rank's own part of checkpoint `ck` (pending gradients, callbacks' states, loaders' positions), on the CPU: what `CheckpointCallback` gathers from every rank."
+    return _cpu({'grads': ck['grads'], 'callbacks': ck['learner']['callbacks'], 'loaders': ck['loaders']})
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict): return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) == type(b) and a == b
+
+def for_rank(ck:dict, # a checkpoint, as read from its file
+             strategy, # the `learn.strategy` of the process that loads it (its `rank` and `world_size`)
+            ) -> dict:
+    "Checkpoint `ck` as rank `strategy.rank` saved it: its own part in place of rank 0's (a new dict; `ck` is left as it is). Another world size: refused if the ranks' parts differ."
+    parts = ck.get('ranks')
+    if parts is None: return ck   # written by one process: its part is the top-level one
+    if len(parts) != strategy.world_size:
+        differ = [k for k in _per_rank if not all(_same(p[k], parts[0][k]) for p in parts[1:])]
+        if differ: raise ValueError(
+            f"This checkpoint was written by {len(parts)} processes whose own state differs ({', '.join(differ)}); this run "
+            f"has {strategy.world_size}, so no rank's part is exactly another's and nothing was loaded, even with strict=False. "
+            f"Resume with {len(parts)} processes, or from a checkpoint taken where the ranks agree (the end of an epoch, "
+            "with no accumulated gradients).")
+        return ck
+    part = parts[strategy.rank]
+    return dict(ck, grads=part['grads'], loaders=part['loaders'], learner=dict(ck['learner'], callbacks=part['callbacks']))
 
 # %% ../nbs/11_checkpoint.ipynb #c9b48f40
 @patch_to(Learner)
@@ -50,6 +70,7 @@ def load_checkpoint(self, path:str|Path='last', # a checkpoint file, a name in `
     found = self.read_checkpoint(path)
     if found is None: return None
     ck, p = found
+    ck = for_rank(ck, self.strategy)
     hard, soft = self.checkpoint_problems(ck)
     if hard or (soft and strict): raise _mismatch_error(p, hard, soft, 'this learner')
     if soft: warnings.warn(f"load_checkpoint(strict=False) of {p}: " + '; '.join(soft))
@@ -106,6 +127,8 @@ class CheckpointCallback(Callback):
             for t in d.glob(f'.{self.fname}_*.tmp'): t.unlink(missing_ok=True)   # left by a process killed mid-write
         found = checkpoints(d, self.fname)
         self._seq = _seq_of(found[-1]) + 1 if found else 0
+        r = self.learn.resuming   # applied after every before_fit: this rank's part in place of rank 0's
+        if r is not None: r.checkpoint = for_rank(r.checkpoint, self.learn.strategy)
 
     def after_epoch(self):
         if self.every_epoch is None: return
@@ -120,7 +143,9 @@ class CheckpointCallback(Callback):
         learn = self.learn
         strategy = learn.strategy
         ck = learn.checkpoint_state(epoch, batch, train_position)
-        ck['rng'] = strategy.all_gather_object(ck['rng'][0])   # every rank's random states, in rank order
+        parts = strategy.all_gather_object(dict(rank_part(ck), rng=ck['rng'][0]))   # every rank's own state, in rank order
+        ck['rng'] = [part['rng'] for part in parts]
+        if strategy.world_size > 1: ck['ranks'] = [{k: part[k] for k in _per_rank} for part in parts]
         p = self.checkpoint_dir() / f'{self.fname}_{self._seq:06d}_epoch{epoch}_batch{batch}.pth'
         error = None
         if strategy.is_writer:
@@ -148,12 +173,6 @@ class _StepCheckpointCallback(CheckpointCallback):
         if learn.train_iter % self.every_n_steps: return
         pos = dict(self._epoch_start, recorded=_n_recorded(learn))
         self.write(learn.epoch, learn.iter + 1, pos)
-
-def _n_recorded(learn) -> int:
-    "How many training batches of this epoch the Recorder holds (it averages them into the epoch's training loss)."
-    rec = _recorder(learn)
-    if rec is None or '_epoch_first' not in rec.__dict__: return 0
-    return len(rec._batch_sizes) - rec._epoch_first
 
 CheckpointCallback.__signature__ = inspect.Signature(list(inspect.signature(CheckpointCallback.__init__).parameters.values())[1:])   # __new__ only picks the class
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_learner.ipynb #51a66a6e
 from __future__ import annotations
-import contextlib, copy, math, warnings
+import contextlib, copy, math, signal, threading, warnings
 from pathlib import Path
 from typing import Callable
 import torch
@@ -18,7 +18,7 @@ from .data import skip_batches, resumable
 from .strategy import SingleProcess
 from .step import StepSpec, run_train_step, forward_loss, _note, _shapes, _detached
 from .state import (n_batches, atomic_save, read_state_file, rng_state, set_rng_state, read_newest_checkpoint,
-                          Resuming, ResumeFrom, _resume_spec, _read_spec, _check_checkpoint_arg, _read_checkpoint_file, _newest, _loader_position,
+                          Resuming, ResumeFrom, _resume_spec, _read_spec, _check_checkpoint_arg, _read_checkpoint_file, _newest, _interrupted, _loader_position, checkpoint_version,
                           _restore_loader, _loader_problems, _mismatch_error)
 
 # %% auto #0
@@ -96,6 +96,12 @@ def _refill(rec, old):
     rec.losses, rec.raw_losses = sl.history, sl.raw
 
 def _recorder(learn): return learn.cb(Recorder)
+
+def _n_recorded(learn) -> int:
+    "How many training batches of this epoch the Recorder holds (it averages them into the epoch's training loss)."
+    rec = _recorder(learn)
+    if rec is None or '_epoch_first' not in rec.__dict__: return 0
+    return len(rec._batch_sizes) - rec._epoch_first
 
 def _load_in_place(learn, state:dict, strict:bool):
     "`learn.load_state_dict(state)`, keeping the objects that callbacks hold: the optimizer's parameter groups (ParamScheduler sets them) and the Recorder's lists."
@@ -417,6 +423,8 @@ class Learner:
         self.n_iter, self.pct_train, self.loss, self.pred, self.xb, self.yb = 0, 0., None, None, (), ()
         self._move_batch, self._n_inp, self._phase = self.device.type != 'cpu', getattr(dls, 'n_inp', 1), None
         self._next_batch, self._in_batch, self._check_loss = 0, False, True
+        self._ctrl_c, self._stopped_at, self._armed = False, None, False   # a Ctrl-C asked the fit to stop at a batch boundary; where it stopped
+        self.interrupted = None   # the state a Ctrl-C left (an in-memory checkpoint) for fit(..., resume='interrupted')
         self.strategy = SingleProcess()   # how the model is spread over processes (`to_distributed` sets another)
         self.step_spec, self.step_stats = None, {}   # the fit's training step (`fastcb.step.StepSpec`) and what it measured
         self.resuming = None   # during a fit that continues a checkpoint: a `Resuming` (where it continues), else None
@@ -725,6 +733,7 @@ class Learner:
         self.xb, self.yb = tuple(b[:n_inp]), tuple(b[n_inp:])
         self._with_events(self._do_one_batch, 'batch', CancelBatchException)
         self._in_batch, self._next_batch = False, i + 1
+        if self._ctrl_c: self._stop_for_ctrl_c()   # the one check per batch: a Ctrl-C came during this fit
 
     def all_batches(self):
         "Run every batch of the current loader `self.dl` (in the first epoch of a fit resumed mid-epoch: from its batch)."
@@ -736,6 +745,7 @@ class Learner:
 
     def _do_epoch_train(self):
         self.dl, self._phase, self._in_batch = self.dls.train, 'training', None
+        if self._armed: self._epoch_start = _loader_position(self.dl)   # where a Ctrl-C mid-epoch resumes from (skipping batches)
         self.n_iter = n_batches(self.dl)
         self._set_training(True)
         self._with_events(self.all_batches, 'train', CancelTrainException)
@@ -762,6 +772,7 @@ class Learner:
             self.epoch = epoch
             if self._joining: self._join()
             self._with_events(self._do_epoch, 'epoch', CancelEpochException)
+            if self._ctrl_c: self._interrupt_at(epoch + 1, 0)   # a Ctrl-C during validation (or between batches): stop at the epoch's end
             epoch += 1
 
     def _join(self, start:bool=True):
@@ -782,6 +793,11 @@ class Learner:
     def _where(self) -> str:
         "Where in training we are, for error notes."
         if self._loop_depth == 0: return ''
+        if self._stopped_at is not None:
+            e, b = self._stopped_at
+            at = f"after training batch {b - 1} of epoch {e} (it completed)" if b else f"at the end of epoch {e - 1}"
+            return (f"fastcb: stopped by Ctrl-C {at}; continue exactly from there with the same call and resume='interrupted' "
+                    f"(learn.fit({self.n_epoch}, resume='interrupted') for a plain fit)")
         if self._phase is None: return "fastcb: stopped before the first batch"
         if self._phase.endswith(' done'):
             return f"fastcb: stopped in epoch {self.epoch}, after its {self._phase.removesuffix(' done')} batches"
@@ -864,6 +880,57 @@ class Learner:
                 _note(error, f"fastcb: also, during cleanup: {msg}")
             else: raise failures[0]
 
+    # ---- Ctrl-C at a batch boundary ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stop_at_boundary(self):
+        "During a fit (main thread, one process, SIGINT's default handler): a first Ctrl-C stops at the next training batch boundary, a second at once."
+        self._ctrl_c, self._stopped_at, self.interrupted, self._armed = False, None, None, False   # a fit uses or drops the last one
+        if (threading.current_thread() is not threading.main_thread() or self.world_size > 1
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield; return
+        def on_ctrl_c(sig, frame):
+            if self._ctrl_c: raise KeyboardInterrupt   # the second: at once
+            self._ctrl_c = True
+        old, self._armed = signal.signal(signal.SIGINT, on_ctrl_c), True
+        try: yield
+        except KeyboardInterrupt as e:
+            if self._ctrl_c and self._stopped_at is None:
+                _note(e, "fastcb: a second Ctrl-C stopped the fit at once, in the middle of a batch, so there is nothing to "
+                         "continue from (learn.interrupted is None): fit afresh, or resume from a checkpoint file")
+            raise
+        finally: signal.signal(signal.SIGINT, old); self._armed = False   # before teardown, which holds Ctrl-C back itself
+        if self._ctrl_c and self._stopped_at is None:   # it came after the last epoch's end: the fit is complete
+            raise KeyboardInterrupt("the fit had finished when the Ctrl-C came: nothing is left to continue")
+
+    def _stop_for_ctrl_c(self):
+        "At a batch boundary after a Ctrl-C: in the fit's training, stop here; elsewhere (validation, a loop a callback runs) go on."
+        if not self.training or self._loop_depth != 1: return
+        self._interrupt_at(self.epoch, self.iter + 1, dict(self._epoch_start, recorded=_n_recorded(self)))
+
+    def _interrupt_at(self, epoch:int, batch:int, train_position:dict|None=None):
+        "Keep the state to continue at `(epoch, batch)`, the one a file checkpoint holds, in `interrupted`; stop the fit."
+        self.interrupted = _clone(self.checkpoint_state(epoch, batch, train_position))
+        self._stopped_at = (epoch, batch)
+        raise KeyboardInterrupt
+
+    def checkpoint_state(self,
+                         epoch:int, # the epoch training continues in
+                         batch:int=0, # the training batch of that epoch it continues with
+                         train_position:dict|None=None, # the training loader's position at the start of `epoch` (mid-epoch); `None`: its position now
+                        ) -> dict:
+        "Everything a checkpoint holds: `state_dict()`, random states, loaders' positions, where training continues; tensors and plain Python only."
+        state = self.state_dict()
+        grads = {n: p.grad.detach() for n, p in self.model.named_parameters() if p.grad is not None}
+        dls = self.dls
+        return {'fastcb_checkpoint': checkpoint_version, 'learner': state,
+                'rng': [rng_state()],   # one per rank (index = rank); a distributed run gathers them on rank 0
+                'loaders': {'train': train_position if train_position is not None else _loader_position(dls.train),
+                            'valid': _loader_position(dls.valid)},
+                'position': {'epoch': epoch, 'batch': batch},
+                'fit': {'n_epoch': self.n_epoch, 'world_size': self.world_size, 'stage': self.fit_stage,
+                        'metrics': [m.name for m in self.metrics]},
+                'grads': grads}
+
     # ---- Fitting ----------------------------------------------------------------------------------------------
     def param_groups(self) -> list[list]:
         "The model's parameters split into groups by `splitter` (one group if there is none)."
@@ -910,7 +977,7 @@ class Learner:
             cbs:Callback|list|None=None, # callbacks for this call only
             reset_opt:bool=False, # build a new optimizer (losing its state) instead of keeping the current one
             start_epoch:int=0, # first epoch to run (the ones before count as done)
-            resume=None, # continue a checkpoint: 'auto' (the newest, if any), 'last' (the newest), a checkpoint's path or name, or `ResumeFrom(path, strict=False)`; `None`: start afresh
+            resume=None, # continue a checkpoint: 'auto' (the newest, if any), 'last' (the newest), 'interrupted' (where a Ctrl-C stopped the last fit), a checkpoint's path or name, or `ResumeFrom(path, strict=False)`; `None`: start afresh
            ):
         "Train for `n_epoch` epochs; `cbs` are added for this call only; `resume=` continues from a checkpoint, exactly (nothing changes if it is refused)."
         spec = _resume_spec(resume)
@@ -929,7 +996,7 @@ class Learner:
             self.n_epoch, self.start_epoch, self.resuming = n_epoch, start_epoch, resuming
             self._fit_depth += 1
             try:
-                with self._loop(): self._with_events(self._do_fit, 'fit', CancelFitException)
+                with self._loop(), self._stop_at_boundary(): self._with_events(self._do_fit, 'fit', CancelFitException)
             finally: self._fit_depth, self.resuming = self._fit_depth - 1, None
 
     # ---- Evaluation ----------------------------------------------------------------------------------------------
@@ -1176,7 +1243,15 @@ class Learner:
 
     def _read_resume(self, spec) -> tuple[dict, Path]|None:
         "`spec`'s checkpoint and its path: the one it holds (taken, so used once), else read now; `None`: 'auto' found none."
-        return spec.__dict__.pop('_read', None) or self.read_checkpoint(spec.path)
+        found = spec.__dict__.pop('_read', None)
+        if found is not None: return found
+        if spec.path == _interrupted:
+            if self.interrupted is None:
+                raise ValueError("resume='interrupted': this learner has no interrupted fit to continue (a Ctrl-C during a fit "
+                                 "leaves one; the next fit uses it, once). Nothing was changed: start afresh with resume=None, "
+                                 "or continue a checkpoint file with resume='last' or its path.")
+            return self.interrupted, _interrupted
+        return self.read_checkpoint(spec.path)
 
     def _resume_checked(self, spec, n_epoch:int, reset_opt:bool) -> Resuming|None:
         "Read and check `spec`'s checkpoint against this learner, its callbacks now, and a fit of `n_epoch`, changing nothing; `None`: 'auto' found none."

@@ -248,13 +248,15 @@ def _mismatch_error(p, hard:list, soft:list, what:str) -> ValueError:
 # %% ../nbs/00d_state.ipynb #8ef9c18d
 class ResumeFrom:
     "A checkpoint to resume from, for `fit(resume=...)`: `strict=False` accepts one that differs (the error says what would not be exact)."
-    def __init__(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, 'last' or 'auto'
+    def __init__(self, path:str|Path='last', # a checkpoint file, a name in `path/model_dir`, 'last', 'auto' or 'interrupted'
                  strict:bool=True, # refuse a checkpoint that does not match the learner and the fit
                 ):
         self.path, self.strict = _check_checkpoint_arg(path, 'ResumeFrom path'), _check_strict(strict, 'ResumeFrom')
     def __repr__(self): return f"ResumeFrom({str(self.path)!r}, strict={self.strict})"
 
-_resume_takes = _takes(('None (start afresh)',) + _names_checkpoint + ('ResumeFrom(path, strict=False)',))
+_interrupted = 'interrupted'   # resume='interrupted': the state a Ctrl-C left in the learner, in memory (no file)
+_resume_takes = _takes(('None (start afresh)',) + _names_checkpoint +
+                       ("'interrupted' (where a Ctrl-C stopped this learner's last fit, kept in memory)", 'ResumeFrom(path, strict=False)'))
 
 def _resume_spec(resume) -> ResumeFrom|None:
     "What `resume=` asks for (`None`: start afresh), or an error saying what it takes: the one check of every `resume=`."

@@ -324,12 +324,11 @@ def _check_one_cycle(fname, pct_start, div, div_final, moms):
     if moms is not None:
         for m in moms: _check_number(m, f"{fname}: each of moms={moms!r}")
 
-@patch_to(Learner)
-def _sched_lrs(self, lr, argname:str, fname:str, reset_opt:bool):
+def _sched_lrs(learn, lr, argname:str, fname:str, reset_opt:bool):
     "The learning rate of each parameter group from `lr` (`None`: `learn.lr`); the learner is not changed."
     # The groups the fit's optimizer will have, counted without creating it (`fit` does, once the call is accepted).
-    n = len(self.opt.param_groups) if self.opt is not None and not reset_opt else len(self.param_groups())
-    val = self.lr if lr is None else lr
+    n = len(learn.opt.param_groups) if learn.opt is not None and not reset_opt else len(learn.param_groups())
+    val = learn.lr if lr is None else lr
     check_lr(val, f"{fname}: {argname}")   # before spreading a slice over the groups
     if isinstance(val, (list, tuple)) and len(val) != n:
         raise ValueError(f"{fname}: {argname} has {len(val)} values but the optimizer has {n} parameter group"
@@ -347,7 +346,7 @@ def fit_one_cycle(self, n_epoch:int, lr_max=None, div:float=25., div_final:float
     "Train for `n_epoch` epochs with the 1cycle policy: learning rate up then down, momentum down then up."
     _check_one_cycle('fit_one_cycle', pct_start, div, div_final, moms)
     self._check_fit_args(n_epoch, start_epoch)
-    lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_one_cycle', reset_opt)
+    lrs = _sched_lrs(self, lr_max, 'lr_max', 'fit_one_cycle', reset_opt)
     # lr_max / div, not div / lr_max: a learning rate of 0 gives a schedule of zeros, never a division by zero
     scheds = {'lr': combined_cos(pct_start, _scale(lrs, 1 / div), lrs, _scale(lrs, 1 / div_final))}
     if moms is not None: scheds['mom'] = combined_cos(pct_start, *moms)
@@ -362,7 +361,7 @@ def fit_flat_cos(self, n_epoch:int, lr=None, div_final:float=1e5, pct_start:floa
     _check_pct_start(pct_start, 'fit_flat_cos')
     _check_positive('fit_flat_cos', div_final=div_final)
     self._check_fit_args(n_epoch, start_epoch)
-    lrs = self._sched_lrs(lr, 'lr', 'fit_flat_cos', reset_opt)
+    lrs = _sched_lrs(self, lr, 'lr', 'fit_flat_cos', reset_opt)
     scheds = {'lr': combined_cos(pct_start, lrs, lrs, _scale(lrs, 1 / div_final))}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, start_epoch=start_epoch,
              resume=resume)
@@ -376,7 +375,7 @@ def fit_sgdr(self, n_cycles:int, cycle_len:int, lr_max=None, cycle_mult:int=2, c
     lens = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
     n_epoch = sum(lens)
     self._check_fit_args(n_epoch, start_epoch)
-    lrs = self._sched_lrs(lr_max, 'lr_max', 'fit_sgdr', reset_opt)
+    lrs = _sched_lrs(self, lr_max, 'lr_max', 'fit_sgdr', reset_opt)
     scheds = {'lr': combine_scheds([l / n_epoch for l in lens], [SchedCos(lrs, 0.) for _ in lens])}
     self.fit(n_epoch, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs), reset_opt=reset_opt, start_epoch=start_epoch,
              resume=resume)
@@ -674,7 +673,12 @@ def lr_find(self, start_lr=1e-7, # the first learning rate of the sweep (positiv
                       f"epochs, seeing the training data {n_epoch} times. Pass num_it={n} or fewer to stay within "
                       "one epoch.", stacklevel=2)
     writers = [c for c in self.cbs if not c.run_in_lr_find]   # loggers and savers would overwrite the last run's files
-    with _all_put_back(self), self.no_logging(), self.removed_cbs(writers): self.fit(n_epoch, cbs=cb)
+    with _all_put_back(self), self.no_logging(), self.removed_cbs(writers):   # `interrupted` too: its sweep is no fit to continue
+        try: self.fit(n_epoch, cbs=cb)
+        except KeyboardInterrupt as e:
+            if self.interrupted is not None:   # a Ctrl-C stopped the sweep at a batch boundary
+                e.add_note("fastcb: lr_find put the learner back as it was, so there is nothing to continue: run lr_find again")
+            raise
     funcs = () if suggest_funcs is None else tuple(suggest_funcs) if isinstance(suggest_funcs, (list, tuple)) else (suggest_funcs,)
     res = LRFindResult(cb.lrs, cb.losses)
     self.lr_find_result = res
