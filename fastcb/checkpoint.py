@@ -11,54 +11,15 @@ from .callback.core import Callback, patch_to, check_whole, check_writable_folde
 from .learner import Learner, _recorder, _n_recorded
 from .state import (atomic_save, read_state_file, rng_state, set_rng_state, checkpoint_version, checkpoints,
                           ResumeFrom, Resuming, read_newest_checkpoint, _loader_position, _restore_loader, _seq_of,
-                          _resume_spec, _read_spec, _check_checkpoint_arg, _check_strict, _mismatch_error, _no_checkpoint)
+                          _resume_spec, _read_spec, _check_checkpoint_arg, _check_strict, _mismatch_error, _no_checkpoint,
+                          _per_rank, rank_part, for_rank)
 from .data import skip_batches
 
 _all_ = ['atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version', 'checkpoints', 'ResumeFrom']   # from fastcb.state, where the learner reads them too
 
 # %% auto #0
-__all__ = ['rank_part', 'for_rank', 'CheckpointCallback', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state',
-           'checkpoint_version', 'checkpoints', 'ResumeFrom']
-
-# %% ../nbs/11_checkpoint.ipynb #c0ffee01
-_per_rank = ('grads', 'callbacks', 'loaders')   # besides `rng`, which has been a list per rank since format 1
-
-def _cpu(o):
-    "`o` with its tensors on the CPU: what one rank sends another (a CUDA tensor would arrive on the sender's device)."
-    if isinstance(o, torch.Tensor): return o.detach().cpu()
-    if isinstance(o, dict): return {k: _cpu(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return type(o)(_cpu(v) for v in o)
-    return o
-
-def rank_part(ck:dict, # a checkpoint, as `checkpoint_state` makes it on this rank
-             ) -> dict:
-    "This rank's own part of checkpoint `ck` (pending gradients, callbacks' states, loaders' positions), on the CPU: what `CheckpointCallback` gathers from every rank."
-    return _cpu({'grads': ck['grads'], 'callbacks': ck['learner']['callbacks'], 'loaders': ck['loaders']})
-
-def _same(a, b) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict) and isinstance(b, dict): return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return type(a) == type(b) and a == b
-
-def for_rank(ck:dict, # a checkpoint, as read from its file
-             strategy, # the `learn.strategy` of the process that loads it (its `rank` and `world_size`)
-            ) -> dict:
-    "Checkpoint `ck` as rank `strategy.rank` saved it: its own part in place of rank 0's (a new dict; `ck` is left as it is). Another world size: refused if the ranks' parts differ."
-    parts = ck.get('ranks')
-    if parts is None: return ck   # written by one process: its part is the top-level one
-    if len(parts) != strategy.world_size:
-        differ = [k for k in _per_rank if not all(_same(p[k], parts[0][k]) for p in parts[1:])]
-        if differ: raise ValueError(
-            f"This checkpoint was written by {len(parts)} processes whose own state differs ({', '.join(differ)}); this run "
-            f"has {strategy.world_size}, so no rank's part is exactly another's and nothing was loaded, even with strict=False. "
-            f"Resume with {len(parts)} processes, or from a checkpoint taken where the ranks agree (the end of an epoch, "
-            "with no accumulated gradients).")
-        return ck
-    part = parts[strategy.rank]
-    return dict(ck, grads=part['grads'], loaders=part['loaders'], learner=dict(ck['learner'], callbacks=part['callbacks']))
+__all__ = ['CheckpointCallback', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'checkpoint_version',
+           'checkpoints', 'ResumeFrom']
 
 # %% ../nbs/11_checkpoint.ipynb #c9b48f40
 @patch_to(Learner)
@@ -127,8 +88,6 @@ class CheckpointCallback(Callback):
             for t in d.glob(f'.{self.fname}_*.tmp'): t.unlink(missing_ok=True)   # left by a process killed mid-write
         found = checkpoints(d, self.fname)
         self._seq = _seq_of(found[-1]) + 1 if found else 0
-        r = self.learn.resuming   # applied after every before_fit: this rank's part in place of rank 0's
-        if r is not None: r.checkpoint = for_rank(r.checkpoint, self.learn.strategy)
 
     def after_epoch(self):
         if self.every_epoch is None: return

@@ -331,7 +331,8 @@ class DistributedCallback(Callback):
         self._xb, self._owed = learn.xb, learn.iter
         ga, ddp = self._ga, self.strategy.ddp
         # only the micro-batch whose step GradientAccumulation will take all-reduces (what DDP.no_sync does for the
-        # others), decided before the forward
+        # others), decided before the forward: DDP reads the flag in its forward, so the step's `strategy.no_sync`
+        # around the backward alone would still all-reduce
         if ga is not None and ddp is not None and learn.n_iter is not None: ddp.require_backward_grad_sync = ga.will_step()
 
     def after_backward(self):

@@ -19,7 +19,7 @@ from .strategy import SingleProcess
 from .step import StepSpec, run_train_step, forward_loss, _note, _shapes, _detached
 from .state import (n_batches, atomic_save, read_state_file, rng_state, set_rng_state, read_newest_checkpoint,
                           Resuming, ResumeFrom, _resume_spec, _read_spec, _check_checkpoint_arg, _read_checkpoint_file, _newest, _interrupted, _loader_position, checkpoint_version,
-                          _restore_loader, _loader_problems, _mismatch_error)
+                          _restore_loader, _loader_problems, _mismatch_error, for_rank)
 
 # %% auto #0
 __all__ = ['default_callbacks', 'default_device', 'to_device', 'check_lr', 'TrainEvalCallback', 'print_row', 'model_mismatches',
@@ -204,12 +204,6 @@ def _misplaced_cancel_note(e) -> str:
     origin = getattr(e, '_fastcb_origin', 'a callback')
     return (f"fastcb: {type(e).__name__} was raised in {origin}, outside the '{e.stage}' stage it cancels, so nothing "
             f"caught it. Raise it in before_{e.stage} or while that stage runs, or raise CancelFitException to stop training.")
-
-def _dist_rank_world() -> tuple[int, int]:
-    "(rank, world size) from `torch.distributed` when a process group is initialised, else (0, 1)."
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 def _bad_batch(b, n_inp:int):
     "Explain a batch that is not a tuple or list of (inputs..., targets...)."
@@ -415,7 +409,7 @@ class Learner:
         self.opt, self.cbs, self.logger = None, [], print_row
         self._tables, self._tables_rank = {True: {}, False: {}}, 0
         self.training, self._loop_depth, self._fit_depth, self._handlers = False, 0, 0, {}
-        self._rank_world = None                     # set to fake a rank in tests; None reads torch.distributed
+        self._rank_world = None                     # set to fake a rank in tests; None reads `self.strategy`
         self._step_claims = {k: [] for k in _step_pieces}
         self._own_backward = self._own_opt_step = self._own_zero_grad = self._own_train_batch = None
         self._gone, self._joining, self._adding_for_loop = (), [], False   # callbacks removed, and added, while a loop runs
@@ -457,12 +451,12 @@ class Learner:
 
     @property
     def rank(self) -> int:
-        "This process's rank in a distributed run (`torch.distributed`), 0 otherwise."
-        return (self._rank_world or _dist_rank_world())[0]
+        "This process's rank in a distributed run (`learn.strategy.rank`), 0 otherwise."
+        return self._rank_world[0] if self._rank_world else self.strategy.rank
     @property
     def world_size(self) -> int:
-        "The number of processes in a distributed run, 1 otherwise."
-        return (self._rank_world or _dist_rank_world())[1]
+        "The number of processes in a distributed run (`learn.strategy.world_size`), 1 otherwise."
+        return self._rank_world[1] if self._rank_world else self.strategy.world_size
     def fake_rank(self, rank:int|None, world_size:int=2):
         "Behave as the process of `rank` among `world_size` (for tests of rank-dependent behaviour); `None` undoes it."
         self._rank_world = None if rank is None else (check_whole(rank, 'rank'), check_whole(world_size, 'world_size', rank + 1))
@@ -1145,16 +1139,14 @@ class Learner:
              with_opt:bool=True, # also save the optimizer's state
             ) -> Path:
         "Save the model (and the optimizer, if `with_opt`) to `path/model_dir/file.pth`, atomically; return the path. Across processes every rank calls it: rank 0 writes, the others wait for the file."
-        path = self._ckpt_path(file)
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return self._save_here(path, with_opt)
+        path, strategy = self._ckpt_path(file), self.strategy
+        if strategy.world_size == 1: return self._save_here(path, with_opt)
         error = None
-        if dist.get_rank() == 0:
+        if strategy.is_writer:
             try: self._save_here(path, with_opt)
             except Exception as e: error = f"{type(e).__name__}: {e}"
-        news = [error]
-        dist.broadcast_object_list(news, src=0)   # the barrier: no rank reads the file before it is written
-        if news[0] is not None: raise RuntimeError(f"Rank 0 could not save {path}: {news[0]}")
+        error = strategy.broadcast_object(error)   # also the barrier: no rank reads the file before it is written
+        if error is not None: raise RuntimeError(f"Rank 0 could not save {path}: {error}")
         return path
 
     def _save_here(self, path:Path, with_opt:bool) -> Path:
@@ -1258,6 +1250,7 @@ class Learner:
         found = self._read_resume(spec)
         if found is None: return None
         ck, p = found
+        ck = for_rank(ck, self.strategy)   # this rank's own part (a refusal comes before any callback ran)
         with _opt_of_fit(self, reset_opt): hard, soft = self.checkpoint_problems(ck, n_epoch)
         if hard or (soft and spec.strict): raise _mismatch_error(p, hard, soft, 'this learner and fit')
         for cb in self.cbs:   # a folder a callback cannot write would stop the fit after the others reset themselves

@@ -11,7 +11,7 @@ from .data import loader_state_dict, load_loader_state_dict, resumable
 
 # %% auto #0
 __all__ = ['checkpoint_version', 'atomic_save', 'read_state_file', 'rng_state', 'set_rng_state', 'n_batches', 'checkpoints',
-           'read_newest_checkpoint', 'ResumeFrom', 'Resuming']
+           'read_newest_checkpoint', 'rank_part', 'for_rank', 'ResumeFrom', 'Resuming']
 
 # %% ../nbs/00d_state.ipynb #ee83a863
 def atomic_save(obj, path:str|Path) -> Path:
@@ -244,6 +244,46 @@ def _mismatch_error(p, hard:list, soft:list, what:str) -> ValueError:
         msg += ("\nWith strict=False (fit(..., resume=ResumeFrom(path, strict=False)) or learn.load_checkpoint(path, strict=False)) "
                 "it would load, but the run would not be exact: " + '; '.join(_relaxed[k] for k in keys) + '.')
     return ValueError(msg)
+
+# %% ../nbs/00d_state.ipynb #c0ffee01
+_per_rank = ('grads', 'callbacks', 'loaders')   # besides `rng`, which has been a list per rank since format 1
+
+def _cpu(o):
+    "`o` with its tensors on the CPU: what one rank sends another (a CUDA tensor would arrive on the sender's device)."
+    if isinstance(o, torch.Tensor): return o.detach().cpu()
+    if isinstance(o, dict): return {k: _cpu(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return type(o)(_cpu(v) for v in o)
+    return o
+
+def rank_part(ck:dict, # a checkpoint, as `checkpoint_state` makes it on this rank
+             ) -> dict:
+    "This rank's own part of checkpoint `ck` (pending gradients, callbacks' states, loaders' positions), on the CPU: what `CheckpointCallback` gathers from every rank."
+    return _cpu({'grads': ck['grads'], 'callbacks': ck['learner']['callbacks'], 'loaders': ck['loaders']})
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict): return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) == type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) == type(b) and a == b
+
+def for_rank(ck:dict, # a checkpoint, as read from its file
+             strategy, # the `learn.strategy` of the process that loads it (its `rank` and `world_size`)
+            ) -> dict:
+    "Checkpoint `ck` as rank `strategy.rank` saved it: its own part in place of rank 0's (a new dict; `ck` is left as it is). Another world size: refused if the ranks' parts differ."
+    parts = ck.get('ranks')
+    if parts is None: return ck   # written by one process: its part is the top-level one
+    if len(parts) != strategy.world_size:
+        differ = [k for k in _per_rank if not all(_same(p[k], parts[0][k]) for p in parts[1:])]
+        if differ: raise ValueError(
+            f"This checkpoint was written by {len(parts)} processes whose own state differs ({', '.join(differ)}); this run "
+            f"has {strategy.world_size}, so no rank's part is exactly another's and nothing was loaded, even with strict=False. "
+            f"Resume with {len(parts)} processes, or from a checkpoint taken where the ranks agree (the end of an epoch, "
+            "with no accumulated gradients).")
+        return ck
+    part = parts[strategy.rank]
+    return dict(ck, grads=part['grads'], loaders=part['loaders'], learner=dict(ck['learner'], callbacks=part['callbacks']))
 
 # %% ../nbs/00d_state.ipynb #8ef9c18d
 class ResumeFrom:

@@ -1,9 +1,10 @@
 """The fault injector and the checks of the fault sweep (tests/test_fault_sweep.py), and its distributed worker.
 
 Run under `torchrun --nproc_per_node 2`, this file sweeps DDP (gloo, CPU): every case raises on every rank at once, so
-the ranks stay in step; each rank prints one `RESULT <rank> <json>` line, then the last case raises on rank 1 only,
+the ranks stay in step; each rank writes its results to `result<rank>.json` in the launch's folder, then the last case raises on rank 1 only,
 and the job must end with that error."""
 import datetime, json, os, threading
+from pathlib import Path
 import torch
 from torch import nn
 from fastcb.all import *
@@ -208,7 +209,7 @@ def main():
     for event, phase, exc, position in cases_for(DistributedCallback()):
         try: res[case_id(event, phase, exc, position)] = _ddp_case(event, phase, exc, position)
         except BaseException as e: res[case_id(event, phase, exc, position)] = [f'the case itself failed: {type(e).__name__}: {e}']
-    print('RESULT', rank, json.dumps(res), flush=True)
+    Path(f'result{rank}.json').write_text(json.dumps(res))   # in the launch's folder, a file per rank: a shared stdout can interleave
     # Last, rank 1 alone fails. (The group stays the one made above: torch cannot make a second default group in a
     # process after destroying the first with the same launcher store, pytorch/pytorch#55967.)
     learn = tiny_learner()

@@ -281,12 +281,9 @@ def ddp_run(tmp_path_factory):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
            '--master_port', str(free_port()), str(ROOT / 'tests' / 'fault_sweep.py')]
     # the timeout only guards against a hang: the job ends by itself once rank 1's error reaches rank 0
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path_factory.mktemp('ddp'))
-    res = {}
-    for line in p.stdout.splitlines():
-        if line.startswith('RESULT '):
-            _, rank, js = line.split(' ', 2)
-            res[int(rank)] = json.loads(js)
+    folder = tmp_path_factory.mktemp('ddp')
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=folder)
+    res = {r: json.loads((folder / f'result{r}.json').read_text()) for r in (0, 1) if (folder / f'result{r}.json').exists()}
     return p, res
 
 @pytest.mark.parametrize('event,phase,exc,position', _params(DistributedCallback()))
