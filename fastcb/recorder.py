@@ -14,11 +14,15 @@ __all__ = ['apply', 'item_find', 'find_device', 'find_bs', 'maybe_gather', 'to_d
            'mk_metric', 'Recorder']
 
 # %% ../nbs/02_recorder.ipynb #e64fcf20
-def apply(func, x, *args, **kwargs):
+def apply(func, # called on each leaf: func(leaf, *func_args, **func_kwargs)
+          x, # a value, or nested lists, tuples and dicts of values
+          *func_args, # more positional arguments for `func`
+          **func_kwargs, # more keyword arguments for `func`
+         ):
     "Apply `func` to every leaf of `x` (nested lists, tuples and dicts), keeping the structure (fastai's `apply`)."
-    if isinstance(x, (list, tuple)): return type(x)([apply(func, o, *args, **kwargs) for o in x])
-    if isinstance(x, dict): return {k: apply(func, v, *args, **kwargs) for k, v in x.items()}
-    return func(x, *args, **kwargs)
+    if isinstance(x, (list, tuple)): return type(x)([apply(func, o, *func_args, **func_kwargs) for o in x])
+    if isinstance(x, dict): return {k: apply(func, v, *func_args, **func_kwargs) for k, v in x.items()}
+    return func(x, *func_args, **func_kwargs)
 
 def item_find(x, # a tensor, or nested lists, tuples and dicts of them
               idx:int=0, # which element to look into at the top level (a key for a dict)
